@@ -1,0 +1,47 @@
+// Command drover is an application pool server: it routes HTTP requests to
+// pools of worker processes that it starts, bounds, queues for, supervises
+// and recycles. See docs/ for the configuration and the admin API.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: drover <command> [flags]
+
+commands:
+  serve -c FILE     run drover with the configuration FILE
+  check -c FILE     validate FILE and exit (1 on errors)
+  version           print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run dispatches a subcommand and returns the exit code: 0 ok, 1 error,
+// 2 usage.
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:])
+	case "check":
+		return check(args[1:])
+	case "version", "--version", "-v":
+		fmt.Println("drover", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "drover: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,231 @@
+// Package gateway is drover's front end: it accepts client connections
+// (HTTP/1.1, h2c, and h2 over TLS), routes each request by host and path
+// prefix to a pool or a static directory, proxies it, and gives drover's
+// own answers (404 no-route, 503 queue-full...) when it cannot.
+//
+// The routing table is swapped atomically, so a reload changes every route
+// at once and no request sees half a table. Listeners can be added and
+// removed while others keep serving.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Gateway is the front end. Create it with New.
+type Gateway struct {
+	log       *slog.Logger
+	access    *AccessLog
+	tlsConfig *tls.Config
+
+	table    atomic.Pointer[Table]
+	draining atomic.Bool
+
+	mu        sync.Mutex // guards listeners
+	listeners map[string]*listener
+	wg        sync.WaitGroup // the Serve goroutines
+}
+
+type listener struct {
+	addr string
+	srv  *http.Server
+}
+
+// Options configure a Gateway.
+type Options struct {
+	Logger    *slog.Logger
+	AccessLog *AccessLog // nil: no access log
+	// TLS, when set, serves TCP listeners with TLS (h2 by ALPN).
+	TLS *tls.Config
+}
+
+// New returns a gateway with an empty routing table.
+func New(o Options) *Gateway {
+	g := &Gateway{log: o.Logger, access: o.AccessLog, tlsConfig: o.TLS, listeners: map[string]*listener{}}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.table.Store(NewTable(nil))
+	return g
+}
+
+// SetRoutes switches to a new routing table atomically.
+func (g *Gateway) SetRoutes(t *Table) { g.table.Store(t) }
+
+// SetDraining makes /readyz answer 503, so that load balancers stop
+// sending before drover stops accepting.
+func (g *Gateway) SetDraining(v bool) { g.draining.Store(v) }
+
+// Draining reports whether SetDraining(true) was called.
+func (g *Gateway) Draining() bool { return g.draining.Load() }
+
+// ServeHTTP routes one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.access != nil {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() { g.access.Log(r, rec, start) }()
+		w = rec
+	}
+	switch r.URL.Path {
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	case "/readyz":
+		w.Header().Set("Content-Type", "text/plain")
+		if g.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("draining\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+		return
+	}
+	route := g.table.Load().Match(r.Host, r.URL.Path)
+	if route == nil {
+		answer(w, http.StatusNotFound, reasonNoRoute, 0)
+		return
+	}
+	if route.StripPrefix {
+		stripPrefix(r, route.Path)
+	}
+	route.Handler.ServeHTTP(w, r)
+}
+
+// Listen starts serving on addr ("host:port" or "unix:/path"). Listening
+// errors are returned at once; serving runs until Shutdown or Close(addr).
+func (g *Gateway) Listen(addr string) error {
+	l, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          nil,
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	isTLS := g.tlsConfig != nil && !strings.HasPrefix(addr, "unix:")
+	if isTLS {
+		srv.TLSConfig = g.tlsConfig.Clone()
+		srv.Protocols.SetHTTP2(true)
+		l = tls.NewListener(l, srv.TLSConfig)
+		if !contains(srv.TLSConfig.NextProtos, "h2") {
+			srv.TLSConfig.NextProtos = append([]string{"h2", "http/1.1"}, srv.TLSConfig.NextProtos...)
+		}
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	g.mu.Lock()
+	if _, dup := g.listeners[addr]; dup {
+		g.mu.Unlock()
+		l.Close()
+		return fmt.Errorf("listen %s: already listening", addr)
+	}
+	g.listeners[addr] = &listener{addr: addr, srv: srv}
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("front end stopped", "listen", addr, "err", err)
+		}
+	}()
+	g.log.Info("listening", "listen", addr, "tls", isTLS)
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// listen opens a TCP or unix listener. A stale unix socket file left by a
+// previous run is replaced.
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		return l, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// Addrs returns the addresses being served.
+func (g *Gateway) Addrs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.listeners))
+	for a := range g.listeners {
+		out = append(out, a)
+	}
+	return out
+}
+
+// Close stops one listener gracefully: it stops accepting and lets its
+// connections finish their requests (until ctx ends).
+func (g *Gateway) Close(ctx context.Context, addr string) error {
+	g.mu.Lock()
+	l := g.listeners[addr]
+	delete(g.listeners, addr)
+	g.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("close %s: not listening", addr)
+	}
+	return l.srv.Shutdown(ctx)
+}
+
+// Shutdown stops every listener gracefully: in-flight requests complete
+// (until ctx ends, then connections are closed).
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	ls := g.listeners
+	g.listeners = map[string]*listener{}
+	g.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				_ = l.srv.Close()
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("listener %s: %w", l.addr, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	g.wg.Wait()
+	return errors.Join(errs...)
+}

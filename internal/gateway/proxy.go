@@ -1,0 +1,260 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover-pool/drover/internal/backend"
+	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/pool"
+)
+
+// errRequestTimeout is the round trip's error when request_timeout passed
+// before the instance answered.
+var errRequestTimeout = errors.New("request-timeout")
+
+// Proxy forwards requests to one pool's instances. Selection is the pool's
+// business (Acquire); the wire is the instance's Endpoint; Proxy holds the
+// slot for as long as the exchange lasts: until the response body has been
+// copied to the client, or the upgraded connection closed.
+type Proxy struct {
+	pool    *pool.Pool
+	rp      *httputil.ReverseProxy
+	timeout time.Duration
+	reset   bool // on_stopped = "reset"
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+type bufferPool struct{}
+
+func (bufferPool) Get() []byte  { return *bufPool.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { bufPool.Put(&b) }
+
+// NewProxy returns the handler for routes to p.
+func NewProxy(p *pool.Pool, logger *slog.Logger) *Proxy {
+	cfg := p.Config()
+	px := &Proxy{
+		pool:    p,
+		timeout: cfg.RequestTimeout.D(),
+		reset:   cfg.RapidFail.OnStopped == "reset",
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	px.rp = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    (*slotTransport)(px),
+		ErrorHandler: px.fail,
+		BufferPool:   bufferPool{},
+		ErrorLog:     log.New(slogWriter{logger.With("pool", p.Name())}, "", 0),
+	}
+	return px
+}
+
+// rewrite keeps the client's Host header (like nginx's
+// proxy_set_header Host $host) and appends to X-Forwarded-For.
+func rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = "instance"
+	if xff, ok := pr.In.Header["X-Forwarded-For"]; ok {
+		pr.Out.Header["X-Forwarded-For"] = xff
+	}
+	pr.SetXForwarded()
+}
+
+func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := backend.WithConnInfo(r.Context(), connInfo(r))
+	px.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func connInfo(r *http.Request) backend.ConnInfo {
+	ci := backend.ConnInfo{RemoteAddr: r.RemoteAddr, HTTPS: r.TLS != nil}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		ci.LocalAddr = a.String()
+	}
+	return ci
+}
+
+// fail turns a failed round trip into drover's own answer.
+func (px *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, pool.ErrQueueFull):
+		answer(w, http.StatusServiceUnavailable, reasonQueueFull, 1)
+	case errors.Is(err, pool.ErrWaitTimeout):
+		answer(w, http.StatusServiceUnavailable, reasonWaitTimeout, 1)
+	case errors.Is(err, pool.ErrStopped):
+		if px.reset {
+			reset(w)
+			return
+		}
+		answer(w, http.StatusServiceUnavailable, reasonPoolStopped, 0)
+	case errors.Is(err, errRequestTimeout):
+		answer(w, http.StatusGatewayTimeout, reasonRequestTimeout, 0)
+	case r.Context().Err() != nil:
+		// The client is gone; nobody reads an answer. 499 is what
+		// nginx logs for it.
+		w.WriteHeader(499)
+	default:
+		answer(w, http.StatusBadGateway, reasonBadGateway, 0)
+	}
+}
+
+// slotTransport is the ReverseProxy's RoundTripper: acquire a slot, make
+// the round trip on that instance, and hand the slot's release to the
+// response body.
+type slotTransport Proxy
+
+func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	px := (*Proxy)(t)
+	for attempt := 0; ; attempt++ {
+		inst, err := px.pool.Acquire(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		l := px.newLease(inst, req.Context())
+		resp, err := inst.RoundTrip(req.WithContext(l.ctx))
+		if err == nil {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection (WebSocket) holds its slot
+				// for as long as it lasts; request_timeout is for
+				// producing a response, and it has.
+				l.stopTimer()
+			}
+			resp.Body = l.wrap(resp.Body)
+			return resp, nil
+		}
+		timedOut := l.timedOut.Load()
+		if !timedOut && req.Context().Err() == nil {
+			// The instance broke the exchange: take it out before its
+			// slot could go to the next waiter.
+			px.pool.Kill(inst, events.Crash, "bad gateway: "+err.Error())
+		}
+		l.done()
+		switch {
+		case timedOut:
+			return nil, errRequestTimeout
+		case req.Context().Err() != nil:
+			return nil, req.Context().Err()
+		case attempt == 0 && retryable(req, err):
+			continue
+		}
+		return nil, err
+	}
+}
+
+// retryable applies the contract's retry rule: once on another instance
+// when nothing was sent, or for an idempotent request without a body that
+// failed before response headers.
+func retryable(req *http.Request, err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// lease is one held slot: it owns the request_timeout timer and releases
+// the slot exactly once.
+type lease struct {
+	px       *Proxy
+	inst     *pool.Instance
+	ctx      context.Context
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	timedOut atomic.Bool
+	released atomic.Bool
+}
+
+func (px *Proxy) newLease(inst *pool.Instance, parent context.Context) *lease {
+	l := &lease{px: px, inst: inst}
+	l.ctx, l.cancel = context.WithCancel(parent)
+	if px.timeout > 0 {
+		l.timer = time.AfterFunc(px.timeout, l.expire)
+	}
+	return l
+}
+
+// expire runs when the request held its slot past request_timeout: the
+// instance's whole process group is killed and the request aborted.
+func (l *lease) expire() {
+	l.timedOut.Store(true)
+	l.px.pool.Kill(l.inst, events.TimeoutKill, "request ran past request_timeout "+l.px.timeout.String())
+	l.cancel()
+}
+
+func (l *lease) stopTimer() {
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}
+
+func (l *lease) done() {
+	if l.released.Swap(true) {
+		return
+	}
+	l.stopTimer()
+	l.cancel()
+	l.px.pool.Release(l.inst)
+}
+
+func (l *lease) wrap(body io.ReadCloser) io.ReadCloser {
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &leasedConn{ReadWriteCloser: rwc, l: l}
+	}
+	return &leasedBody{ReadCloser: body, l: l}
+}
+
+// leasedBody releases the slot when the proxy closes the response body,
+// which it does on every path once copying ends.
+type leasedBody struct {
+	io.ReadCloser
+	l *lease
+}
+
+func (b *leasedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.l.done()
+	return err
+}
+
+// leasedConn is leasedBody for an upgraded connection, which the proxy
+// needs to be writable.
+type leasedConn struct {
+	io.ReadWriteCloser
+	l *lease
+}
+
+func (c *leasedConn) Close() error {
+	err := c.ReadWriteCloser.Close()
+	c.l.done()
+	return err
+}
+
+// slogWriter adapts the ReverseProxy's log.Logger to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (s slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	s.l.Warn(msg)
+	return len(p), nil
+}

@@ -1,0 +1,528 @@
+// Package pool runs one application pool: its instances (worker
+// processes), their slots, and the FIFO queue of requests waiting for a
+// slot.
+//
+// The model is IIS's application pool and ArcGIS Server's instance pool.
+// A request calls Acquire and gets an Instance with a free slot, or waits in
+// the pool's single FIFO queue; while requests wait and the pool is below
+// max_instances, an instance is started for them. A slot that is released
+// goes straight to the oldest waiter, so there is no thundering herd and no
+// request overtakes another. Release must be called exactly once for every
+// successful Acquire.
+//
+// Everything mutable in a Pool is owned by the Pool and guarded by its one
+// mutex; there is no lock shared between pools, and no I/O happens under
+// the lock. Each instance has one goroutine (run) that starts its process,
+// waits for readiness, and then blocks until the process exits or is asked
+// to stop; the Pool's WaitGroup owns those goroutines.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/user"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/drover-pool/drover/internal/backend"
+	"github.com/drover-pool/drover/internal/config"
+	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/process"
+)
+
+// The reasons a request gets no slot. The gateway maps them to drover's own
+// HTTP answers; the texts are the Drover-Error reasons of the contract.
+var (
+	ErrQueueFull   = errors.New("queue-full")
+	ErrWaitTimeout = errors.New("wait-timeout")
+	ErrStopped     = errors.New("pool-stopped")
+	// ErrUnavailable means no instance could be started for the request.
+	ErrUnavailable = errors.New("no instance could be started")
+)
+
+// State is a pool's state.
+type State string
+
+// Pool states.
+const (
+	Running State = "running"
+	Stopped State = "stopped"
+)
+
+// Options are what a Pool needs besides its config.
+type Options struct {
+	Config *config.Pool
+	Kind   backend.Kind
+	Events *events.Log
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// Pool is one application pool. Create it with New, then call Start.
+type Pool struct {
+	name   string
+	cfg    *config.Pool
+	kind   backend.Kind
+	events *events.Log
+	log    *slog.Logger
+	now    func() time.Time
+	spec   process.Spec // template for every instance's process
+
+	ctx    context.Context // cancelled by Shutdown: ends startups and backoff
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the instances' run goroutines
+
+	mu        sync.Mutex // guards everything below, and Instance's guarded fields
+	state     State
+	closed    bool // Shutdown has begun
+	activated bool // min_instances are kept (start=always, or after a first request)
+	instances []*Instance
+	free      []*Instance // ready instances with a free slot; most recently used last
+	waiters   waitList
+	starting  int // instances in stateStarting
+	nextID    int
+	failures  int // consecutive startup failures, for backoff
+	lastErr   error
+	retryAt   time.Time   // no spawn before this (backoff)
+	retry     *time.Timer // wakes maybeSpawn after backoff
+	idle      *time.Timer // reaps idle instances; nil when not armed
+}
+
+// New creates a pool. It starts nothing; call Start.
+func New(o Options) (*Pool, error) {
+	cfg := o.Config
+	p := &Pool{
+		name:   cfg.Name,
+		cfg:    cfg,
+		kind:   o.Kind,
+		events: o.Events,
+		log:    o.Logger,
+		now:    o.Now,
+		state:  Running,
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.events == nil {
+		p.events = events.New(nil, 16)
+	}
+	spec, err := baseSpec(cfg, p.log)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", p.name, err)
+	}
+	p.spec = spec
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// baseSpec builds the process template: command, clean environment,
+// identity and limits.
+func baseSpec(cfg *config.Pool, log *slog.Logger) (process.Spec, error) {
+	spec := process.Spec{
+		Args: append([]string(nil), cfg.Command...),
+		Dir:  cfg.Dir,
+		Output: func(stream, line string) {
+			log.Info(line, "pool", cfg.Name, "stream", stream)
+		},
+	}
+	home := "/"
+	var userName string
+	if cfg.User != "" || cfg.Group != "" {
+		cred, h, err := credential(cfg.User, cfg.Group)
+		if err != nil {
+			return spec, err
+		}
+		spec.Credential = cred
+		home, userName = h, cfg.User
+	} else if h, err := os.UserHomeDir(); err == nil {
+		home = h
+	}
+	spec.Env = cleanEnv(home, userName, cfg.Env)
+	spec.Limits = process.Limits{
+		AddressSpace: int64(cfg.Limits.AddressSpace),
+		OpenFiles:    cfg.Limits.OpenFiles,
+		Nice:         cfg.Limits.Nice,
+		CPUs:         cfg.Limits.CPUAffinity,
+	}
+	return spec, nil
+}
+
+// cleanEnv is the minimal environment every worker gets: nothing of
+// drover's own environment leaks in (no secrets, no admin token) except the
+// locale and time zone.
+func cleanEnv(home, userName string, extra map[string]string) []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home,
+	}
+	if userName != "" {
+		env = append(env, "USER="+userName, "LOGNAME="+userName)
+	}
+	for _, k := range []string{"LANG", "LC_ALL", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// credential resolves user and group names to a Credential with the
+// user's supplementary groups, so that the worker never keeps a stray root
+// group.
+func credential(userName, groupName string) (*syscall.Credential, string, error) {
+	cred := &syscall.Credential{}
+	home := "/"
+	if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			return nil, "", fmt.Errorf("user %q: %w", userName, err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+		home = u.HomeDir
+		gids, err := u.GroupIds()
+		if err != nil {
+			return nil, "", fmt.Errorf("user %q: groups: %w", userName, err)
+		}
+		for _, g := range gids {
+			n, err := strconv.ParseUint(g, 10, 32)
+			if err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	if groupName != "" {
+		g, err := user.LookupGroup(groupName)
+		if err != nil {
+			return nil, "", fmt.Errorf("group %q: %w", groupName, err)
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		cred.Gid = uint32(gid)
+		if userName == "" {
+			cred.Uid = uint32(os.Geteuid())
+		}
+	}
+	if cred.Groups == nil {
+		// An empty, non-nil list clears drover's own supplementary groups.
+		cred.Groups = []uint32{cred.Gid}
+	}
+	return cred, home, nil
+}
+
+// Name returns the pool's name.
+func (p *Pool) Name() string { return p.name }
+
+// Config returns the pool's configuration. It must not be modified.
+func (p *Pool) Config() *config.Pool { return p.cfg }
+
+// Start brings the pool up: with start = "always" its min_instances are
+// started now; with "on-demand" nothing starts until a request comes.
+func (p *Pool) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.Start == "always" {
+		p.activated = true
+		p.ensureMinLocked()
+	}
+}
+
+// Acquire returns an instance with a slot reserved for the caller, waiting
+// in FIFO order when none is free. The caller must call Release (or Kill
+// then Release) exactly once. Errors are ErrQueueFull, ErrWaitTimeout,
+// ErrStopped, ErrUnavailable (wrapped), or ctx's error.
+func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
+	p.mu.Lock()
+	if p.state != Running || p.closed {
+		p.mu.Unlock()
+		return nil, ErrStopped
+	}
+	if n := len(p.free); n > 0 {
+		inst := p.free[n-1]
+		inst.inFlight++
+		if inst.inFlight >= p.cfg.InstanceConcurrency {
+			p.free[n-1] = nil
+			p.free = p.free[:n-1]
+			inst.inFree = false
+		}
+		p.mu.Unlock()
+		return inst, nil
+	}
+	if p.waiters.n >= p.cfg.QueueLength {
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	if p.lastErr != nil && p.starting == 0 && p.readyCountLocked() == 0 && p.now().Before(p.retryAt) {
+		// The command cannot start and nothing else can serve: answer
+		// now rather than queue for a spawn that is backing off.
+		err := p.lastErr
+		p.mu.Unlock()
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !p.activated {
+		p.activated = true
+	}
+	w := newWaiter()
+	p.waiters.push(w)
+	p.maybeSpawnLocked()
+	p.mu.Unlock()
+
+	var timeout <-chan time.Time
+	if d := p.cfg.MaxWait.D(); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case r := <-w.ch:
+		return r.inst, r.err
+	case <-ctx.Done():
+		return nil, p.abandon(w, ctx.Err())
+	case <-timeout:
+		return nil, p.abandon(w, ErrWaitTimeout)
+	}
+}
+
+// abandon takes a waiter out of the queue after its caller gave up. If a
+// slot was handed to it in the meantime, the slot is passed on.
+func (p *Pool) abandon(w *waiter, err error) error {
+	p.mu.Lock()
+	if w.queued {
+		p.waiters.remove(w)
+		p.mu.Unlock()
+		return err
+	}
+	p.mu.Unlock()
+	if r := <-w.ch; r.inst != nil {
+		p.Release(r.inst)
+	}
+	return err
+}
+
+// Release gives back the slot reserved by Acquire.
+func (p *Pool) Release(inst *Instance) {
+	p.mu.Lock()
+	inst.served++
+	inst.lastUsed = p.now()
+	if inst.state == stateReady {
+		if w := p.waiters.pop(); w != nil {
+			// Straight to the oldest waiter; the slot stays taken.
+			w.ch <- result{inst: inst}
+			p.mu.Unlock()
+			return
+		}
+		inst.inFlight--
+		if !inst.inFree {
+			inst.inFree = true
+			p.free = append(p.free, inst)
+		}
+		p.mu.Unlock()
+		return
+	}
+	inst.inFlight--
+	if inst.state == stateDraining && inst.inFlight == 0 {
+		p.stopLocked(inst, "")
+	}
+	p.mu.Unlock()
+}
+
+// Kill kills an instance's whole process group at once (a request ran past
+// request_timeout, or the instance broke a request). It leaves the pool;
+// the caller still owes Release for its own slot.
+func (p *Pool) Kill(inst *Instance, kind, detail string) {
+	p.mu.Lock()
+	if inst.state == stateDead || inst.state == stateKilled {
+		p.mu.Unlock()
+		return
+	}
+	p.retireLocked(inst)
+	inst.state = stateKilled
+	proc := inst.proc
+	p.mu.Unlock()
+	p.events.Emit(events.Event{Kind: kind, Pool: p.name, PID: inst.pid, Detail: detail})
+	if proc != nil {
+		proc.Kill()
+	}
+}
+
+// Shutdown stops the pool for good: waiting requests get ErrStopped, every
+// instance is stopped (SIGTERM, then SIGKILL after shutdown_timeout or when
+// ctx ends), and Shutdown returns when every process is reaped.
+func (p *Pool) Shutdown(ctx context.Context) {
+	p.mu.Lock()
+	p.closed = true
+	p.failWaitersLocked(ErrStopped)
+	p.stopTimersLocked()
+	for _, inst := range p.instances {
+		p.stopLocked(inst, "")
+	}
+	p.mu.Unlock()
+	stop := context.AfterFunc(ctx, p.cancel)
+	defer stop()
+	p.wg.Wait()
+	p.cancel()
+}
+
+func (p *Pool) stopTimersLocked() {
+	if p.idle != nil {
+		p.idle.Stop()
+		p.idle = nil
+	}
+	if p.retry != nil {
+		p.retry.Stop()
+		p.retry = nil
+	}
+}
+
+func (p *Pool) failWaitersLocked(err error) {
+	for w := p.waiters.pop(); w != nil; w = p.waiters.pop() {
+		w.ch <- result{err: err}
+	}
+}
+
+func (p *Pool) readyCountLocked() int {
+	n := 0
+	for _, inst := range p.instances {
+		if inst.state == stateReady {
+			n++
+		}
+	}
+	return n
+}
+
+// serving counts instances that are or will be serving: starting or ready.
+func (p *Pool) servingCountLocked() int {
+	return p.starting + p.readyCountLocked()
+}
+
+// maybeSpawnLocked starts instances for waiters that the instances already
+// starting will not cover, up to max_instances processes.
+func (p *Pool) maybeSpawnLocked() {
+	if p.closed || p.state != Running {
+		return
+	}
+	conc := p.cfg.InstanceConcurrency
+	for p.waiters.n > p.starting*conc && len(p.instances) < p.cfg.MaxInstances {
+		if !p.spawnAllowedLocked() {
+			return
+		}
+		p.spawnLocked()
+	}
+}
+
+// ensureMinLocked keeps min_instances serving once the pool is activated.
+func (p *Pool) ensureMinLocked() {
+	if p.closed || p.state != Running || !p.activated {
+		return
+	}
+	for p.servingCountLocked() < p.cfg.MinInstances && len(p.instances) < p.cfg.MaxInstances {
+		if !p.spawnAllowedLocked() {
+			return
+		}
+		p.spawnLocked()
+	}
+}
+
+// spawnAllowedLocked applies the startup-failure backoff; when a spawn
+// must wait, it arms one timer to try again.
+func (p *Pool) spawnAllowedLocked() bool {
+	now := p.now()
+	if !now.Before(p.retryAt) {
+		return true
+	}
+	if p.retry == nil {
+		p.retry = time.AfterFunc(p.retryAt.Sub(now), func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.retry = nil
+			p.ensureMinLocked()
+			p.maybeSpawnLocked()
+		})
+	}
+	return false
+}
+
+// backoff is the pause after n consecutive startup failures: 100ms
+// doubling to 10s, with jitter so that pools do not retry in step.
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond << min(n-1, 7)
+	d = min(d, 10*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (p *Pool) spawnLocked() {
+	p.nextID++
+	inst := &Instance{pool: p, id: p.nextID, state: stateStarting, started: p.now()}
+	inst.ctx, inst.cancelStop = context.WithCancel(p.ctx)
+	p.instances = append(p.instances, inst)
+	p.starting++
+	p.wg.Add(1)
+	go p.run(inst)
+}
+
+// retireLocked takes inst out of rotation: no new slots go to it.
+func (p *Pool) retireLocked(inst *Instance) {
+	if inst.inFree {
+		for i, f := range p.free {
+			if f == inst {
+				p.free = append(p.free[:i], p.free[i+1:]...)
+				break
+			}
+		}
+		inst.inFree = false
+	}
+	if inst.state == stateStarting {
+		p.starting--
+	}
+}
+
+// stopLocked asks an instance to stop gracefully once it has no request in
+// flight; it drains until then. reason, when set, is recorded as an event.
+func (p *Pool) stopLocked(inst *Instance, reason string) {
+	switch inst.state {
+	case stateDead, stateKilled, stateStopping:
+		return
+	}
+	p.retireLocked(inst)
+	if inst.inFlight > 0 && !p.closed {
+		inst.state = stateDraining
+		return
+	}
+	inst.state = stateStopping
+	inst.cancelStop()
+}
+
+// removeLocked forgets a dead instance.
+func (p *Pool) removeLocked(inst *Instance) {
+	p.retireLocked(inst)
+	inst.state = stateDead
+	inst.cancelStop()
+	for i, x := range p.instances {
+		if x == inst {
+			p.instances = append(p.instances[:i], p.instances[i+1:]...)
+			break
+		}
+	}
+}
+
+// Owner returns the uid and gid the pool's instances run as, when the
+// pool names a user or group.
+func (p *Pool) Owner() (uid, gid int, ok bool) {
+	if c := p.spec.Credential; c != nil {
+		return int(c.Uid), int(c.Gid), true
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,237 @@
+// Package server assembles a running drover from a configuration: it owns
+// the pools, the front end (gateway) and, later, the admin listener, and it
+// is the one place that starts them in order and stops them in reverse on
+// shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/drover-pool/drover/internal/backend"
+	"github.com/drover-pool/drover/internal/config"
+	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/gateway"
+	"github.com/drover-pool/drover/internal/pool"
+)
+
+// Server is one running drover.
+type Server struct {
+	log    *slog.Logger
+	events *events.Log
+	gw     *gateway.Gateway
+	access *gateway.AccessLog
+	closer io.Closer // the access log file, if any
+
+	mu      sync.Mutex // guards cfg, pools, statics
+	cfg     *config.Config
+	pools   map[string]*pool.Pool
+	statics []*gateway.Static
+}
+
+// New builds a server from cfg: pools are created, nothing runs yet.
+func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		log:    logger,
+		events: events.New(logger, 1000),
+		cfg:    cfg,
+		pools:  map[string]*pool.Pool{},
+	}
+	if err := s.openAccessLog(cfg.Server.AccessLog); err != nil {
+		return nil, err
+	}
+	var tlsConfig *tls.Config
+	if cfg.Server.TLSCert != "" && cfg.Server.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls_cert: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: s.access, TLS: tlsConfig})
+	if err := os.MkdirAll(cfg.Server.RuntimeDir, 0o755); err != nil {
+		return nil, fmt.Errorf("server.runtime_dir: %w", err)
+	}
+	var errs []error
+	for name, pc := range cfg.Pools {
+		p, err := s.newPool(pc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.pools[name] = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	table, statics, err := s.routes(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.statics = statics
+	s.gw.SetRoutes(table)
+	return s, nil
+}
+
+func (s *Server) openAccessLog(dest string) error {
+	var w io.Writer
+	switch dest {
+	case "":
+		return nil
+	case "stdout":
+		w = os.Stdout
+	case "stderr":
+		w = os.Stderr
+	default:
+		f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("server.access_log: %w", err)
+		}
+		w, s.closer = f, f
+	}
+	s.access = gateway.NewAccessLog(w)
+	return nil
+}
+
+// newPool creates one pool with its backend kind.
+func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
+	dir := filepath.Join(s.cfg.Server.RuntimeDir, "pools", pc.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pool %q: runtime dir: %w", pc.Name, err)
+	}
+	kind, err := newKind(pc, dir)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
+	}
+	p, err := pool.New(pool.Options{Config: pc, Kind: kind, Events: s.events, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	if uid, gid, ok := p.Owner(); ok {
+		// The worker creates its own socket in this directory.
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, fmt.Errorf("pool %q: runtime dir: %w", pc.Name, err)
+		}
+	}
+	return p, nil
+}
+
+// newKind picks the backend for a pool's kind.
+func newKind(pc *config.Pool, dir string) (backend.Kind, error) {
+	switch pc.Kind {
+	case "http":
+		k := &backend.HTTP{SocketDir: dir, Pool: pc.Name, MaxIdleConns: 2 * pc.InstanceConcurrency}
+		if pc.Health.Interval > 0 {
+			k.HealthPath = pc.Health.Path
+		}
+		return k, nil
+	}
+	return nil, fmt.Errorf("kind %q is not supported yet", pc.Kind)
+}
+
+// routes compiles the routing table for cfg against the server's pools.
+func (s *Server) routes(cfg *config.Config) (*gateway.Table, []*gateway.Static, error) {
+	var routes []gateway.Route
+	var statics []*gateway.Static
+	for i, rc := range cfg.Routes {
+		r := gateway.Route{Host: rc.Host, Path: rc.Path, StripPrefix: rc.StripPrefix}
+		if rc.Static != "" {
+			st, err := gateway.NewStatic(rc.Static, rc.Listing)
+			if err != nil {
+				for _, st := range statics {
+					st.Close()
+				}
+				return nil, nil, fmt.Errorf("route[%d]: %w", i, err)
+			}
+			statics = append(statics, st)
+			r.Target, r.Handler = rc.Static, st
+		} else {
+			p := s.pools[rc.Pool]
+			if p == nil {
+				return nil, nil, fmt.Errorf("route[%d]: pool %q does not exist", i, rc.Pool)
+			}
+			r.Target, r.Handler = rc.Pool, gateway.NewProxy(p, s.log)
+		}
+		routes = append(routes, r)
+	}
+	return gateway.NewTable(routes), statics, nil
+}
+
+// Start opens the listeners and starts the pools. On error everything
+// already started is stopped again.
+func (s *Server) Start() error {
+	for _, addr := range s.cfg.Server.Listen {
+		if err := s.gw.Listen(addr); err != nil {
+			_ = s.gw.Shutdown(context.Background())
+			return err
+		}
+	}
+	for _, p := range s.pools {
+		p.Start()
+	}
+	s.events.Emit(events.Event{Kind: "server-start", Detail: s.cfg.File})
+	return nil
+}
+
+// Shutdown stops drover gracefully: /readyz turns 503, the listeners stop
+// accepting and in-flight requests complete, then every pool stops its
+// instances. When ctx ends first, what remains is killed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.gw.SetDraining(true)
+	err := s.gw.Shutdown(ctx)
+	s.mu.Lock()
+	pools := s.pools
+	statics := s.statics
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, st := range statics {
+		st.Close()
+	}
+	if s.access != nil {
+		s.access.Flush()
+	}
+	if s.closer != nil {
+		s.closer.Close()
+	}
+	return err
+}
+
+// Pool returns a pool by name, or nil.
+func (s *Server) Pool(name string) *pool.Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pools[name]
+}
+
+// Events returns the server's event log.
+func (s *Server) Events() *events.Log { return s.events }
+
+// Gateway returns the front end.
+func (s *Server) Gateway() *gateway.Gateway { return s.gw }
+
+// Reload re-reads the configuration. Until hot reload lands, a valid new
+// file is only checked and the change is reported as needing a restart.
+func (s *Server) Reload(file string) error {
+	if _, err := config.Load(file); err != nil {
+		return err
+	}
+	return errors.New("hot reload is not implemented yet: restart drover to apply the change")
+}
