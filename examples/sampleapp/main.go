@@ -72,7 +72,7 @@ func main() {
 }
 
 func handle(w http.ResponseWriter, r *http.Request) {
-	requests.Add(1)
+	seq := requests.Add(1)
 	q := r.URL.Query()
 	pid := strconv.Itoa(os.Getpid())
 	w.Header().Set("X-Pid", pid)
@@ -184,6 +184,9 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Checksum", "abc123")
 	case "/ws":
 		upgrade(w, r)
+	case "/seq":
+		// The order in which this instance began serving requests.
+		fmt.Fprintf(w, "%d\n", seq)
 	case "/count":
 		fmt.Fprintf(w, "%d\n", requests.Load())
 	default:

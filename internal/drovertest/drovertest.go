@@ -1,0 +1,218 @@
+// Package drovertest is the toolkit of drover's own tests, in the spirit
+// of net/http/httptest: it builds the sample worker and the drover binary
+// once per test binary, starts a real drover (in-process or as a child
+// process) from TOML text, and observes processes through /proc.
+package drovertest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/drover-pool/drover/internal/config"
+	"github.com/drover-pool/drover/internal/server"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// repoRoot finds the module root from this file's location.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// build compiles the sample app and drover once per test binary.
+func build(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "drovertest-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/drover", "./examples/sampleapp")
+		cmd.Dir = repoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// SampleApp returns the path of the built sample worker.
+func SampleApp(t testing.TB) string { return filepath.Join(build(t), "sampleapp") }
+
+// Binary returns the path of the built drover binary.
+func Binary(t testing.TB) string { return filepath.Join(build(t), "drover") }
+
+// Cleanup removes the built binaries; call it from TestMain after m.Run.
+func Cleanup() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Vars are what a config template can use: {{.App}}, {{.Listen}},
+// {{.Runtime}}, {{.Dir}}, {{.Admin}}.
+type Vars struct {
+	App     string // sample app path
+	Listen  string // a free 127.0.0.1:port for the front end
+	Admin   string // a free 127.0.0.1:port for the admin API
+	Runtime string // a fresh runtime_dir
+	Dir     string // a scratch directory
+}
+
+// WriteConfig expands tmpl with fresh Vars and writes it to a file.
+func WriteConfig(t testing.TB, tmpl string) (path string, v Vars) {
+	t.Helper()
+	dir := t.TempDir()
+	v = Vars{
+		App:     SampleApp(t),
+		Listen:  "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		Admin:   "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		Runtime: filepath.Join(dir, "run"),
+		Dir:     dir,
+	}
+	var b bytes.Buffer
+	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&b, v); err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, "drover.toml")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, v
+}
+
+// Drover is an in-process drover under test.
+type Drover struct {
+	*server.Server
+	Vars
+	URL  string // http://Listen
+	File string
+}
+
+// Start runs an in-process drover from a config template and stops it at
+// the end of the test. The template should use {{.Listen}} and
+// {{.Runtime}}.
+func Start(t testing.TB, tmpl string) *Drover {
+	t.Helper()
+	file, v := WriteConfig(t, tmpl)
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	srv, err := server.New(cfg, nil)
+	if err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &Drover{Server: srv, Vars: v, URL: "http://" + v.Listen, File: file}
+}
+
+// Eventually polls cond until it holds or timeout passes; it is how tests
+// wait for a condition without sleeping a guessed time.
+func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	pause := time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", timeout, msg)
+		}
+		time.Sleep(pause)
+		pause = min(pause*2, 50*time.Millisecond)
+	}
+}
+
+// Alive reports whether a process exists and is not a zombie.
+func Alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// Children returns the live processes whose parent is ppid and whose
+// command name (comm) is name ("" = any).
+func Children(ppid int, name string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open || len(s) < close+2 {
+			continue
+		}
+		comm := s[open+1 : close]
+		f := strings.Fields(s[close+2:])
+		if len(f) < 2 || f[0] == "Z" {
+			continue
+		}
+		if pp, _ := strconv.Atoi(f[1]); pp == ppid && (name == "" || comm == name) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// Get performs a GET and returns status, body and headers; transport
+// errors fail the test.
+func Get(t testing.TB, url string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String(), resp.Header
+}
