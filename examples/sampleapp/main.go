@@ -83,6 +83,10 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, pid+"\n")
 	case "/sleep":
 		d, _ := time.ParseDuration(q.Get("d"))
+		if m := q.Get("mark"); m != "" {
+			// Tell the test this request has reached the instance.
+			os.WriteFile(m, []byte(pid), 0o644)
+		}
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():

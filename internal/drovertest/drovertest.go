@@ -216,3 +216,97 @@ func Get(t testing.TB, url string) (int, string, http.Header) {
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String(), resp.Header
 }
+
+// Process is a drover binary running as a child of the test.
+type Process struct {
+	Vars
+	Cmd  *exec.Cmd
+	URL  string
+	File string
+	// Output collects drover's stdout and stderr.
+	Output *SyncBuffer
+
+	exited chan struct{}
+}
+
+// StartBinary runs the drover binary with "serve -c" on a config template
+// and waits until its front end answers /healthz. The process is killed at
+// the end of the test if it still runs.
+func StartBinary(t testing.TB, tmpl string) *Process {
+	t.Helper()
+	file, v := WriteConfig(t, tmpl)
+	out := &SyncBuffer{}
+	cmd := exec.Command(Binary(t), "serve", "-c", file)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{Vars: v, Cmd: cmd, URL: "http://" + v.Listen, File: file, Output: out}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("drover output:\n%s", out.String())
+		}
+	})
+	p.exited = exited
+	Eventually(t, 10*time.Second, "drover answers /healthz", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("drover exited at start:\n%s", out.String())
+		default:
+		}
+		resp, err := http.Get(p.URL + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+// Wait waits for the drover process to exit, at most timeout.
+func (p *Process) Wait(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		t.Fatalf("drover did not exit within %s", timeout)
+	}
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Status reads one field ("VmHWM", "VmRSS", "Uid", "Groups"...) of
+// /proc/PID/status.
+func Status(pid int, field string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
