@@ -81,14 +81,13 @@ func realHost() host {
 
 func parse(file string, data []byte, h host) (*Config, error) {
 	var raw map[string]any
-	if err := toml.Unmarshal(data, &raw); err != nil {
+	if err := decodeTOML(data, &raw); err != nil {
 		e := &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			e.Line, e.Col = de.Position()
-			if k := de.Key(); len(k) > 0 {
-				e.Key = strings.Join(k, ".")
-			}
+		} else if p, ok := locateFailure(data, func(b []byte) error { return decodeTOML(b, new(map[string]any)) }); ok {
+			e.Line, e.Col = p.line, p.col
 		}
 		return nil, Errors{e}
 	}
@@ -99,7 +98,7 @@ func parse(file string, data []byte, h host) (*Config, error) {
 		Services: map[string]*Service{},
 		pos:      scanPositions(data),
 	}
-	l := &loader{c: c, host: h, reported: map[string]bool{}}
+	l := &loader{c: c, host: h, reported: map[string]bool{}, broken: map[string]bool{}}
 	l.decodeConfig(raw)
 	l.completeConfig()
 	l.validate()
@@ -117,6 +116,13 @@ func parse(file string, data []byte, h host) (*Config, error) {
 	return c, nil
 }
 
+// decodeTOML decodes a document into a generic tree. Decoding into
+// map[string]any rather than into Config leaves type checking to
+// decodeValue, which can report every mismatch instead of the first.
+func decodeTOML(data []byte, v *map[string]any) error {
+	return toml.Unmarshal(data, v)
+}
+
 // loader holds the state of one Parse: the Config being built and the
 // errors found so far.
 type loader struct {
@@ -126,11 +132,25 @@ type loader struct {
 	// reported holds the keys that already have an error, so that one
 	// mistake is reported once rather than again by every later check.
 	reported map[string]bool
+	// broken holds the keys whose value could not be decoded; checks of
+	// keys below them would only report the consequences.
+	broken map[string]bool
+}
+
+// decodeErrorf reports a value that cannot be decoded at all.
+func (l *loader) decodeErrorf(key, format string, args ...any) {
+	l.broken[key] = true
+	l.errorf(key, format, args...)
 }
 
 func (l *loader) errorf(key, format string, args ...any) {
 	if l.reported[key] {
 		return
+	}
+	for k := parentKey(key); k != ""; k = parentKey(k) {
+		if l.broken[k] {
+			return
+		}
 	}
 	l.reported[key] = true
 	p := lookupPos(l.c.pos, key)
@@ -207,7 +227,7 @@ func (l *loader) decodeConfig(raw map[string]any) {
 		case "route":
 			arr, ok := v.([]any)
 			if !ok {
-				l.errorf("route", "expected an array of tables ([[route]]), got %s", describe(v))
+				l.decodeErrorf("route", "expected an array of tables ([[route]]), got %s", describe(v))
 				continue
 			}
 			for i, e := range arr {
@@ -228,7 +248,7 @@ func (l *loader) decodeConfig(raw map[string]any) {
 				c.Services[name] = s
 			})
 		default:
-			l.errorf(k, "unknown key%s", suggest(k, []string{"server", "route", "pool", "service"}))
+			l.decodeErrorf(joinKey("", k), "unknown key%s", suggest(k, []string{"server", "route", "pool", "service"}))
 		}
 	}
 }
@@ -237,7 +257,7 @@ func (l *loader) decodeConfig(raw map[string]any) {
 func (l *loader) decodeNamed(section string, v any, each func(key, name string, t any)) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		l.errorf(section, "expected a table of named tables ([%s.NAME]), got %s", section, describe(v))
+		l.decodeErrorf(section, "expected a table of named tables ([%s.NAME]), got %s", section, describe(v))
 		return
 	}
 	for _, name := range sortedNames(m) {
@@ -250,7 +270,7 @@ func (l *loader) decodeNamed(section string, v any, each func(key, name string, 
 func (l *loader) decodeStruct(key string, val any, v reflect.Value) {
 	m, ok := val.(map[string]any)
 	if !ok {
-		l.errorf(key, "expected a table, got %s", describe(val))
+		l.decodeErrorf(key, "expected a table, got %s", describe(val))
 		return
 	}
 	t := v.Type()
@@ -267,7 +287,7 @@ func (l *loader) decodeStruct(key string, val any, v reflect.Value) {
 		sub := joinKey(key, k)
 		i, ok := fields[k]
 		if !ok {
-			l.errorf(sub, "unknown key%s", suggest(k, names))
+			l.decodeErrorf(sub, "unknown key%s", suggest(k, names))
 			continue
 		}
 		l.decodeValue(sub, m[k], v.Field(i))
@@ -278,7 +298,7 @@ func (l *loader) decodeStruct(key string, val any, v reflect.Value) {
 func (l *loader) decodeValue(key string, val any, v reflect.Value) {
 	if u, ok := v.Addr().Interface().(tomlValue); ok {
 		if err := u.fromTOML(val); err != nil {
-			l.errorf(key, "%v", err)
+			l.decodeErrorf(key, "%v", err)
 		}
 		return
 	}
@@ -286,32 +306,32 @@ func (l *loader) decodeValue(key string, val any, v reflect.Value) {
 	case reflect.String:
 		s, ok := val.(string)
 		if !ok {
-			l.errorf(key, "expected a string, got %s", describe(val))
+			l.decodeErrorf(key, "expected a string, got %s", describe(val))
 			return
 		}
 		v.SetString(s)
 	case reflect.Bool:
 		b, ok := val.(bool)
 		if !ok {
-			l.errorf(key, "expected true or false, got %s", describe(val))
+			l.decodeErrorf(key, "expected true or false, got %s", describe(val))
 			return
 		}
 		v.SetBool(b)
 	case reflect.Int:
 		n, ok := val.(int64)
 		if !ok {
-			l.errorf(key, "expected an integer, got %s", describe(val))
+			l.decodeErrorf(key, "expected an integer, got %s", describe(val))
 			return
 		}
 		if v.OverflowInt(n) {
-			l.errorf(key, "integer %d is out of range", n)
+			l.decodeErrorf(key, "integer %d is out of range", n)
 			return
 		}
 		v.SetInt(n)
 	case reflect.Slice:
 		arr, ok := val.([]any)
 		if !ok {
-			l.errorf(key, "expected an array, got %s", describe(val))
+			l.decodeErrorf(key, "expected an array, got %s", describe(val))
 			return
 		}
 		if len(arr) == 0 {
@@ -326,7 +346,7 @@ func (l *loader) decodeValue(key string, val any, v reflect.Value) {
 	case reflect.Map:
 		m, ok := val.(map[string]any)
 		if !ok {
-			l.errorf(key, "expected a table, got %s", describe(val))
+			l.decodeErrorf(key, "expected a table, got %s", describe(val))
 			return
 		}
 		if len(m) == 0 {
@@ -344,7 +364,7 @@ func (l *loader) decodeValue(key string, val any, v reflect.Value) {
 		l.decodeStruct(key, val, v)
 	default:
 		// Only reachable if config.go gains a field of a new kind.
-		l.errorf(key, "internal error: cannot decode into %s", v.Type())
+		l.decodeErrorf(key, "internal error: cannot decode into %s", v.Type())
 	}
 }
 

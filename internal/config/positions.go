@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -119,12 +118,7 @@ func isBareKey(s string) bool {
 // data must already have parsed without error; scanPositions returns what it
 // has collected if it meets a syntax error anyway.
 func scanPositions(data []byte) map[string]position {
-	s := posScanner{data: data, pos: map[string]position{}, arrays: map[string]int{}}
-	for i, c := range data {
-		if c == '\n' {
-			s.lines = append(s.lines, i+1)
-		}
-	}
+	s := posScanner{data: data, lines: newLineIndex(data), pos: map[string]position{}, arrays: map[string]int{}}
 	var p unstable.Parser
 	p.Reset(data)
 	table := ""
@@ -142,21 +136,83 @@ func scanPositions(data []byte) map[string]position {
 
 type posScanner struct {
 	data  []byte
-	lines []int // offsets where lines 2, 3, ... start
+	lines lineIndex
 	pos   map[string]position
 	// arrays maps the path of each array of tables to the index of its
 	// last element, which is where later [a.b] headers below it point.
 	arrays map[string]int
 }
 
-func (s *posScanner) at(offset int) position {
-	// Number of line starts at or before offset = lines before this one.
-	n := sort.Search(len(s.lines), func(i int) bool { return s.lines[i] > offset })
+func (s *posScanner) at(offset int) position { return s.lines.at(offset) }
+
+// lineIndex turns byte offsets into line and column numbers.
+type lineIndex []int // offsets where lines 2, 3, ... start
+
+func newLineIndex(data []byte) lineIndex {
+	var li lineIndex
+	for i, c := range data {
+		if c == '\n' {
+			li = append(li, i+1)
+		}
+	}
+	return li
+}
+
+func (li lineIndex) at(offset int) position {
+	// The number of line starts at or before offset is the number of
+	// lines before this one.
+	n := sort.Search(len(li), func(i int) bool { return li[i] > offset })
 	start := 0
 	if n > 0 {
-		start = s.lines[n-1]
+		start = li[n-1]
 	}
 	return position{line: n + 1, col: offset - start + 1}
+}
+
+// exprOffset is where a top-level expression starts: its key, or the
+// opening bracket of a table header; -1 if it has no key.
+func exprOffset(data []byte, n *unstable.Node) int {
+	if n.Kind != unstable.KeyValue && n.Kind != unstable.Table && n.Kind != unstable.ArrayTable {
+		return -1
+	}
+	_, offset := keyParts(n.Key())
+	if offset < 0 || n.Kind == unstable.KeyValue {
+		return offset
+	}
+	for offset > 0 && (data[offset-1] == ' ' || data[offset-1] == '\t') {
+		offset--
+	}
+	for i := 0; i < 2 && offset > 0 && data[offset-1] == '['; i++ {
+		offset--
+	}
+	return offset
+}
+
+// locateFailure finds where decoding data fails when go-toml reports an
+// error without a position (a key or table defined twice). Such an error
+// depends only on the expressions before it, so the failing expression is
+// the first one whose prefix of the document fails to decode: a binary
+// search over expressions.
+func locateFailure(data []byte, decode func([]byte) error) (position, bool) {
+	var starts []int
+	var p unstable.Parser
+	p.Reset(data)
+	for p.NextExpression() {
+		if off := exprOffset(data, p.Expression()); off >= 0 {
+			starts = append(starts, off)
+		}
+	}
+	k := sort.Search(len(starts), func(k int) bool {
+		end := len(data)
+		if k+1 < len(starts) {
+			end = starts[k+1]
+		}
+		return decode(data[:end]) != nil
+	})
+	if k == len(starts) {
+		return position{}, false
+	}
+	return newLineIndex(data).at(starts[k]), true
 }
 
 func (s *posScanner) setOnce(key string, p position) {
@@ -183,13 +239,10 @@ func keyParts(it unstable.Iterator) ([]string, int) {
 // header records a [table] or [[array]] header and returns the path of the
 // table that the following key/values belong to.
 func (s *posScanner) header(n *unstable.Node) string {
-	parts, offset := keyParts(n.Key())
+	parts, _ := keyParts(n.Key())
+	offset := exprOffset(s.data, n) // the opening bracket
 	if offset < 0 {
 		return ""
-	}
-	// Point at the opening bracket rather than at the name.
-	for offset > 0 && strings.IndexByte("[ \t", s.data[offset-1]) >= 0 {
-		offset--
 	}
 	p := s.at(offset)
 	path := ""

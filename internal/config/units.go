@@ -140,12 +140,13 @@ func (s *Size) UnmarshalText(b []byte) error {
 // MarshalText writes s the way it is read; see String.
 func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-// String is s in the largest unit that divides it exactly, preferring IEC
-// units: "512MiB", "64MB", "1000B"; 0 is "0".
+// String is s in the unit that writes it shortest while exact: "512MiB",
+// "64MB", "1023B"; 0 is "0".
 func (s Size) String() string {
 	if s == 0 {
 		return "0"
 	}
+	best, unit := int64(s), "B"
 	for _, u := range []struct {
 		name string
 		mult int64
@@ -153,11 +154,11 @@ func (s Size) String() string {
 		{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
 		{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
 	} {
-		if int64(s)%u.mult == 0 {
-			return strconv.FormatInt(int64(s)/u.mult, 10) + u.name
+		if q := int64(s) / u.mult; int64(s)%u.mult == 0 && q < best {
+			best, unit = q, u.name
 		}
 	}
-	return strconv.FormatInt(int64(s), 10) + "B"
+	return strconv.FormatInt(best, 10) + unit
 }
 
 func (s *Size) fromTOML(v any) error {
