@@ -18,11 +18,7 @@ import (
 	"github.com/drover-pool/drover/internal/drovertest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	drovertest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { drovertest.Main(m) }
 
 const e2eConfig = `
 [server]

@@ -6,6 +6,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/drover-pool/drover/internal/process"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -20,6 +22,8 @@ commands:
 `
 
 func main() {
+	// A worker being started with limits passes through here first.
+	process.Init()
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/drover-pool/drover/internal/config"
@@ -18,6 +19,7 @@ import (
 func serve(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	file := fs.String("c", "drover.toml", "configuration file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -25,6 +27,19 @@ func serve(args []string) int {
 	if err != nil {
 		printConfigErrors(os.Stderr, err)
 		return 1
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "drover:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "drover:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	logger := newLogger(cfg.Server.LogFormat, os.Stderr)
 	slog.SetDefault(logger)

@@ -7,6 +7,7 @@
 //
 //	SAMPLE_STARTUP_DELAY=1s   wait before listening (slow start)
 //	SAMPLE_CRASH_AT_START=1   exit 3 at once (crash loop)
+//	SAMPLE_CRASH_IF_EXISTS=F  exit 3 at once while file F exists
 //	SAMPLE_NEVER_READY=1      never listen
 //	SAMPLE_IGNORE_TERM=1      ignore SIGTERM
 //	SAMPLE_LISTEN=tcp|unix    force one of the two addresses
@@ -46,6 +47,12 @@ func main() {
 	flag.Parse()
 	if d, err := time.ParseDuration(os.Getenv("SAMPLE_STARTUP_DELAY")); err == nil {
 		time.Sleep(d)
+	}
+	if f := os.Getenv("SAMPLE_CRASH_IF_EXISTS"); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			fmt.Fprintln(os.Stderr, "sampleapp: crashing at start:", f, "exists")
+			os.Exit(3)
+		}
 	}
 	if os.Getenv("SAMPLE_CRASH_AT_START") != "" {
 		fmt.Fprintln(os.Stderr, "sampleapp: crashing at start as asked")

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/drover-pool/drover/internal/config"
+	"github.com/drover-pool/drover/internal/process"
 	"github.com/drover-pool/drover/internal/server"
 )
 
@@ -45,6 +47,10 @@ func build(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		// Workers run as other users in some tests.
+		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
+			return
+		}
 		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/drover", "./examples/sampleapp")
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -63,11 +69,16 @@ func SampleApp(t testing.TB) string { return filepath.Join(build(t), "sampleapp"
 // Binary returns the path of the built drover binary.
 func Binary(t testing.TB) string { return filepath.Join(build(t), "drover") }
 
-// Cleanup removes the built binaries; call it from TestMain after m.Run.
-func Cleanup() {
+// Main is the TestMain of packages that start workers: it serves as the
+// exec helper stage when the test binary is re-executed for one (see
+// process.Init), runs the tests, and removes the built binaries.
+func Main(m *testing.M) {
+	process.Init()
+	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	os.Exit(code)
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -81,10 +92,11 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Vars are what a config template can use: {{.App}}, {{.Listen}},
-// {{.Runtime}}, {{.Dir}}, {{.Admin}}.
+// Vars are what a config template can use: {{.App}}, {{.PyApp}},
+// {{.Listen}}, {{.Runtime}}, {{.Dir}}, {{.Admin}}.
 type Vars struct {
 	App     string // sample app path
+	PyApp   string // examples/pyapp/app.py
 	Listen  string // a free 127.0.0.1:port for the front end
 	Admin   string // a free 127.0.0.1:port for the admin API
 	Runtime string // a fresh runtime_dir
@@ -95,8 +107,13 @@ type Vars struct {
 func WriteConfig(t testing.TB, tmpl string) (path string, v Vars) {
 	t.Helper()
 	dir := t.TempDir()
+	// Workers running as another user must reach their sockets below.
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
 	v = Vars{
 		App:     SampleApp(t),
+		PyApp:   filepath.Join(repoRoot(), "examples", "pyapp", "app.py"),
 		Listen:  "127.0.0.1:" + strconv.Itoa(FreePort(t)),
 		Admin:   "127.0.0.1:" + strconv.Itoa(FreePort(t)),
 		Runtime: filepath.Join(dir, "run"),
@@ -119,6 +136,8 @@ type Drover struct {
 	Vars
 	URL  string // http://Listen
 	File string
+	// Logs collects drover's log; it is printed when the test fails.
+	Logs *SyncBuffer
 }
 
 // Start runs an in-process drover from a config template and stops it at
@@ -131,7 +150,8 @@ func Start(t testing.TB, tmpl string) *Drover {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	srv, err := server.New(cfg, nil)
+	logs := &SyncBuffer{}
+	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("server: %v", err)
 	}
@@ -142,8 +162,11 @@ func Start(t testing.TB, tmpl string) *Drover {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		if t.Failed() {
+			t.Logf("drover log:\n%s", logs.String())
+		}
 	})
-	return &Drover{Server: srv, Vars: v, URL: "http://" + v.Listen, File: file}
+	return &Drover{Server: srv, Vars: v, URL: "http://" + v.Listen, File: file, Logs: logs}
 }
 
 // Eventually polls cond until it holds or timeout passes; it is how tests

@@ -137,7 +137,7 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !timedOut && req.Context().Err() == nil {
 			// The instance broke the exchange: take it out before its
 			// slot could go to the next waiter.
-			px.pool.Kill(inst, events.Crash, "bad gateway: "+err.Error())
+			px.pool.Fail(inst, events.Crash, "bad gateway: "+err.Error())
 		}
 		l.done()
 		switch {
@@ -195,7 +195,7 @@ func (px *Proxy) newLease(inst *pool.Instance, parent context.Context) *lease {
 // instance's whole process group is killed and the request aborted.
 func (l *lease) expire() {
 	l.timedOut.Store(true)
-	l.px.pool.Kill(l.inst, events.TimeoutKill, "request ran past request_timeout "+l.px.timeout.String())
+	l.px.pool.Fail(l.inst, events.TimeoutKill, "request ran past request_timeout "+l.px.timeout.String())
 	l.cancel()
 }
 

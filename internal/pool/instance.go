@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover-pool/drover/internal/backend"
@@ -20,10 +22,11 @@ const (
 	stateDraining                  // no new requests; stops when the last one ends
 	stateStopping                  // SIGTERM sent or about to be
 	stateKilled                    // SIGKILL sent; waiting for the exit
+	stateOrphaned                  // out of the pool, left running for a debugger
 	stateDead                      // reaped and removed
 )
 
-var stateNames = [...]string{"starting", "ready", "draining", "stopping", "killed", "dead"}
+var stateNames = [...]string{"starting", "ready", "draining", "stopping", "killed", "orphaned", "dead"}
 
 func (s instState) String() string { return stateNames[s] }
 
@@ -50,6 +53,7 @@ type Instance struct {
 	inFree   bool
 	served   uint64
 	lastUsed time.Time
+	pinging  bool
 }
 
 // ID is the instance's number within its pool.
@@ -93,6 +97,9 @@ func (p *Pool) run(inst *Instance) {
 			err = fmt.Errorf("%w: %s", err, proc.ExitString())
 		} else if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("not ready within startup_timeout %s", p.cfg.StartupTimeout.D())
+		}
+		if hint := p.limitsHint(); hint != "" {
+			err = fmt.Errorf("%w (%s)", err, hint)
 		}
 		p.startFailed(inst, events.StartupFailure, err)
 		return
@@ -173,19 +180,38 @@ func (p *Pool) ready(inst *Instance) bool {
 		p.free = append(p.free, inst)
 	}
 	p.armIdleLocked()
+	p.armHealthLocked()
 	return true
+}
+
+// limitsHint names the limits that may have kept an instance from
+// starting, for the startup failure's message.
+func (p *Pool) limitsHint() string {
+	var keys []string
+	l := p.cfg.Limits
+	if l.AddressSpace > 0 {
+		keys = append(keys, "limits.address_space = "+l.AddressSpace.String())
+	}
+	if l.OpenFiles > 0 {
+		keys = append(keys, "limits.open_files = "+strconv.Itoa(l.OpenFiles))
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return "pool " + strconv.Quote(p.name) + ": check whether " + strings.Join(keys, ", ") + " is too low for it to start"
 }
 
 // startFailed records a failed start and backs off. Waiters that nothing
 // else will serve get ErrUnavailable rather than waiting out max_wait.
 func (p *Pool) startFailed(inst *Instance, kind string, err error) {
-	p.events.Emit(events.Event{Kind: kind, Pool: p.name, PID: inst.pid, Detail: err.Error()})
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
+	p.emitLocked(events.Event{Kind: kind, PID: inst.pid, Detail: err.Error()})
 	p.removeLocked(inst)
 	if p.closed {
 		return
 	}
+	p.failureLocked(kind)
 	p.failures++
 	p.lastErr = err
 	p.retryAt = p.now().Add(backoff(p.failures))
@@ -199,16 +225,26 @@ func (p *Pool) startFailed(inst *Instance, kind string, err error) {
 // exited forgets a reaped instance and replaces it where the pool needs it.
 func (p *Pool) exited(inst *Instance, proc *process.Process, requested bool) {
 	p.mu.Lock()
-	killed := inst.state == stateKilled
+	defer p.unlock()
+	crashed := !requested && (inst.state == stateReady || inst.state == stateDraining)
+	orphan := inst.state == stateOrphaned
 	p.removeLocked(inst)
+	if orphan {
+		for i, x := range p.orphans {
+			if x == inst {
+				p.orphans = append(p.orphans[:i], p.orphans[i+1:]...)
+				break
+			}
+		}
+	}
+	kind := events.Exit
+	if crashed {
+		kind = events.Crash
+		p.failureLocked(kind)
+	}
+	p.emitLocked(events.Event{Kind: kind, PID: proc.Pid, Detail: proc.ExitString()})
 	p.ensureMinLocked()
 	p.maybeSpawnLocked()
-	p.mu.Unlock()
-	kind := events.Exit
-	if !requested && !killed {
-		kind = events.Crash
-	}
-	p.events.Emit(events.Event{Kind: kind, Pool: p.name, PID: proc.Pid, Detail: proc.ExitString()})
 }
 
 // armIdleLocked arms the idle reaper when instances above min_instances

@@ -93,6 +93,12 @@ type Pool struct {
 	retryAt   time.Time   // no spawn before this (backoff)
 	retry     *time.Timer // wakes maybeSpawn after backoff
 	idle      *time.Timer // reaps idle instances; nil when not armed
+	health    *time.Timer // next round of pings; nil when not armed
+
+	stopReason string         // why state is Stopped: "admin", "rapid-fail"
+	failTimes  []time.Time    // failures within rapid_fail.interval
+	orphans    []*Instance    // hung instances left running for a debugger
+	pending    []events.Event // emitted by unlock
 }
 
 // New creates a pool. It starts nothing; call Start.
@@ -153,6 +159,9 @@ func baseSpec(cfg *config.Pool, log *slog.Logger) (process.Spec, error) {
 		OpenFiles:    cfg.Limits.OpenFiles,
 		Nice:         cfg.Limits.Nice,
 		CPUs:         cfg.Limits.CPUAffinity,
+		// A worker that was given a lesser identity must not win
+		// privileges back through a setuid program.
+		NoNewPrivs: spec.Credential != nil,
 	}
 	return spec, nil
 }
@@ -339,25 +348,6 @@ func (p *Pool) Release(inst *Instance) {
 	p.mu.Unlock()
 }
 
-// Kill kills an instance's whole process group at once (a request ran past
-// request_timeout, or the instance broke a request). It leaves the pool;
-// the caller still owes Release for its own slot.
-func (p *Pool) Kill(inst *Instance, kind, detail string) {
-	p.mu.Lock()
-	if inst.state == stateDead || inst.state == stateKilled {
-		p.mu.Unlock()
-		return
-	}
-	p.retireLocked(inst)
-	inst.state = stateKilled
-	proc := inst.proc
-	p.mu.Unlock()
-	p.events.Emit(events.Event{Kind: kind, Pool: p.name, PID: inst.pid, Detail: detail})
-	if proc != nil {
-		proc.Kill()
-	}
-}
-
 // Shutdown stops the pool for good: waiting requests get ErrStopped, every
 // instance is stopped (SIGTERM, then SIGKILL after shutdown_timeout or when
 // ctx ends), and Shutdown returns when every process is reaped.
@@ -369,7 +359,12 @@ func (p *Pool) Shutdown(ctx context.Context) {
 	for _, inst := range p.instances {
 		p.stopLocked(inst, "")
 	}
-	p.mu.Unlock()
+	for _, inst := range p.orphans {
+		// Orphans were kept for debugging while drover ran; they do
+		// not outlive it.
+		inst.proc.Kill()
+	}
+	p.unlock()
 	stop := context.AfterFunc(ctx, p.cancel)
 	defer stop()
 	p.wg.Wait()
@@ -384,6 +379,10 @@ func (p *Pool) stopTimersLocked() {
 	if p.retry != nil {
 		p.retry.Stop()
 		p.retry = nil
+	}
+	if p.health != nil {
+		p.health.Stop()
+		p.health = nil
 	}
 }
 
@@ -493,7 +492,7 @@ func (p *Pool) retireLocked(inst *Instance) {
 // flight; it drains until then. reason, when set, is recorded as an event.
 func (p *Pool) stopLocked(inst *Instance, reason string) {
 	switch inst.state {
-	case stateDead, stateKilled, stateStopping:
+	case stateDead, stateKilled, stateStopping, stateOrphaned:
 		return
 	}
 	p.retireLocked(inst)

@@ -2,7 +2,6 @@ package pool_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -12,11 +11,7 @@ import (
 	"github.com/drover-pool/drover/internal/pool"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	drovertest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { drovertest.Main(m) }
 
 // warmPool returns a started pool of the sample app with one ready
 // instance of conc slots.

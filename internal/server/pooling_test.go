@@ -20,11 +20,7 @@ import (
 	"github.com/drover-pool/drover/internal/pool"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	drovertest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { drovertest.Main(m) }
 
 const header = `
 [server]
@@ -384,6 +380,8 @@ command = ["{{.App}}"]
 start = "always"
 min_instances = 2
 max_instances = 2
+[pool.app.rapid_fail]
+max_failures = 100 # the test kills instances on purpose
 `)
 	p := d.Pool("app")
 	drovertest.Eventually(t, 5*time.Second, "two ready", func() bool { return len(p.PIDs("ready")) == 2 })

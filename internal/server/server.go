@@ -105,8 +105,13 @@ func (s *Server) openAccessLog(dest string) error {
 
 // newPool creates one pool with its backend kind.
 func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
+	// Workers running as other users must traverse pools/ to reach
+	// their own directory, which only they (and root) can enter.
 	dir := filepath.Join(s.cfg.Server.RuntimeDir, "pools", pc.Name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("pool %q: runtime dir: %w", pc.Name, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return nil, fmt.Errorf("pool %q: runtime dir: %w", pc.Name, err)
 	}
 	kind, err := newKind(pc, dir)
