@@ -43,7 +43,7 @@ func serve(args []string) int {
 	}
 	logger := newLogger(cfg.Server.LogFormat, os.Stderr)
 	slog.SetDefault(logger)
-	srv, err := server.New(cfg, logger)
+	srv, err := server.New(cfg, server.Options{Logger: logger})
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1

@@ -145,13 +145,20 @@ type Drover struct {
 // {{.Runtime}}.
 func Start(t testing.TB, tmpl string) *Drover {
 	t.Helper()
+	return StartWith(t, tmpl, server.Options{})
+}
+
+// StartWith is Start with server options (a fake clock, a faster memory
+// sampler); the Logger option is replaced by the test's log buffer.
+func StartWith(t testing.TB, tmpl string, opts server.Options) *Drover {
+	t.Helper()
 	file, v := WriteConfig(t, tmpl)
 	cfg, err := config.Load(file)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	logs := &SyncBuffer{}
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Clock: opts.Clock, MemoryInterval: opts.MemoryInterval})
 	if err != nil {
 		t.Fatalf("server: %v", err)
 	}

@@ -54,6 +54,15 @@ type Instance struct {
 	served   uint64
 	lastUsed time.Time
 	pinging  bool
+	// recycleReason is set while the instance is queued for recycling.
+	recycleReason string
+	// threshold is the request count that recycles it; 0 = never.
+	threshold uint64
+	// readyCh receives true when the instance became ready, false when
+	// it failed to start or was stopped first; buffered, sent once.
+	readyCh chan bool
+	// gone is closed once the process has been reaped.
+	gone chan struct{}
 }
 
 // ID is the instance's number within its pool.
@@ -165,6 +174,8 @@ func (p *Pool) ready(inst *Instance) bool {
 	p.starting--
 	p.failures, p.lastErr = 0, nil
 	inst.state = stateReady
+	inst.started = p.now()
+	inst.readyCh <- true
 	inst.lastUsed = p.now()
 	conc := p.cfg.InstanceConcurrency
 	for inst.inFlight < conc {
@@ -181,6 +192,8 @@ func (p *Pool) ready(inst *Instance) bool {
 	}
 	p.armIdleLocked()
 	p.armHealthLocked()
+	p.armRecycleTimerLocked()
+	p.armMemoryLocked()
 	return true
 }
 

@@ -61,8 +61,11 @@ type Options struct {
 	Kind   backend.Kind
 	Events *events.Log
 	Logger *slog.Logger
-	// Now is the clock; nil is time.Now. Tests inject their own.
-	Now func() time.Time
+	// Clock is the time source of recycle.interval and recycle.schedule;
+	// nil is the real clock. Tests inject their own.
+	Clock Clock
+	// MemoryInterval is how often recycle.memory samples RSS; 0 is 5s.
+	MemoryInterval time.Duration
 }
 
 // Pool is one application pool. Create it with New, then call Start.
@@ -73,7 +76,10 @@ type Pool struct {
 	events *events.Log
 	log    *slog.Logger
 	now    func() time.Time
+	clock  Clock
 	spec   process.Spec // template for every instance's process
+	// memInterval is the RSS sampling period for recycle.memory.
+	memInterval time.Duration
 
 	ctx    context.Context // cancelled by Shutdown: ends startups and backoff
 	cancel context.CancelFunc
@@ -99,6 +105,13 @@ type Pool struct {
 	failTimes  []time.Time    // failures within rapid_fail.interval
 	orphans    []*Instance    // hung instances left running for a debugger
 	pending    []events.Event // emitted by unlock
+
+	recycleQ     []*Instance // instances waiting to be replaced, in order
+	recycling    bool        // the recycler goroutine runs
+	recycleTimer Timer       // next interval/schedule check; nil when not armed
+	nextSched    time.Time   // next recycle.schedule time
+	memTimer     *time.Timer // next RSS sample; nil when not armed
+	quiet        chan struct{} // closed when Drain's wait is over
 }
 
 // New creates a pool. It starts nothing; call Start.
@@ -110,11 +123,17 @@ func New(o Options) (*Pool, error) {
 		kind:   o.Kind,
 		events: o.Events,
 		log:    o.Logger,
-		now:    o.Now,
+		clock:  o.Clock,
 		state:  Running,
+
+		memInterval: o.MemoryInterval,
 	}
-	if p.now == nil {
-		p.now = time.Now
+	if p.clock == nil {
+		p.clock = realClock{}
+	}
+	p.now = p.clock.Now
+	if p.memInterval <= 0 {
+		p.memInterval = 5 * time.Second
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -311,6 +330,9 @@ func (p *Pool) abandon(w *waiter, err error) error {
 	p.mu.Lock()
 	if w.queued {
 		p.waiters.remove(w)
+		if p.quiet != nil {
+			p.noteQuietLocked()
+		}
 		p.mu.Unlock()
 		return err
 	}
@@ -326,6 +348,9 @@ func (p *Pool) Release(inst *Instance) {
 	p.mu.Lock()
 	inst.served++
 	inst.lastUsed = p.now()
+	if inst.threshold > 0 && inst.served >= inst.threshold && inst.state == stateReady {
+		p.queueRecycleLocked(inst, "requests")
+	}
 	if inst.state == stateReady {
 		if w := p.waiters.pop(); w != nil {
 			// Straight to the oldest waiter; the slot stays taken.
@@ -338,14 +363,20 @@ func (p *Pool) Release(inst *Instance) {
 			inst.inFree = true
 			p.free = append(p.free, inst)
 		}
-		p.mu.Unlock()
+		if p.quiet != nil {
+			p.noteQuietLocked()
+		}
+		p.unlock()
 		return
 	}
 	inst.inFlight--
 	if inst.state == stateDraining && inst.inFlight == 0 {
 		p.stopLocked(inst, "")
 	}
-	p.mu.Unlock()
+	if p.quiet != nil {
+		p.noteQuietLocked()
+	}
+	p.unlock()
 }
 
 // Shutdown stops the pool for good: waiting requests get ErrStopped, every
@@ -384,11 +415,22 @@ func (p *Pool) stopTimersLocked() {
 		p.health.Stop()
 		p.health = nil
 	}
+	if p.recycleTimer != nil {
+		p.recycleTimer.Stop()
+		p.recycleTimer = nil
+	}
+	if p.memTimer != nil {
+		p.memTimer.Stop()
+		p.memTimer = nil
+	}
 }
 
 func (p *Pool) failWaitersLocked(err error) {
 	for w := p.waiters.pop(); w != nil; w = p.waiters.pop() {
 		w.ch <- result{err: err}
+	}
+	if p.quiet != nil {
+		p.noteQuietLocked()
 	}
 }
 
@@ -462,14 +504,23 @@ func backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (p *Pool) spawnLocked() {
+func (p *Pool) spawnLocked() *Instance {
 	p.nextID++
-	inst := &Instance{pool: p, id: p.nextID, state: stateStarting, started: p.now()}
+	inst := &Instance{
+		pool:      p,
+		id:        p.nextID,
+		state:     stateStarting,
+		started:   p.now(),
+		threshold: p.requestThreshold(),
+		readyCh:   make(chan bool, 1),
+		gone:      make(chan struct{}),
+	}
 	inst.ctx, inst.cancelStop = context.WithCancel(p.ctx)
 	p.instances = append(p.instances, inst)
 	p.starting++
 	p.wg.Add(1)
 	go p.run(inst)
+	return inst
 }
 
 // retireLocked takes inst out of rotation: no new slots go to it.
@@ -484,7 +535,9 @@ func (p *Pool) retireLocked(inst *Instance) {
 		inst.inFree = false
 	}
 	if inst.state == stateStarting {
+		// It leaves the starting state without becoming ready.
 		p.starting--
+		inst.readyCh <- false
 	}
 }
 
@@ -506,9 +559,13 @@ func (p *Pool) stopLocked(inst *Instance, reason string) {
 
 // removeLocked forgets a dead instance.
 func (p *Pool) removeLocked(inst *Instance) {
+	if inst.state == stateDead {
+		return
+	}
 	p.retireLocked(inst)
 	inst.state = stateDead
 	inst.cancelStop()
+	close(inst.gone)
 	for i, x := range p.instances {
 		if x == inst {
 			p.instances = append(p.instances[:i], p.instances[i+1:]...)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/drover-pool/drover/internal/backend"
 	"github.com/drover-pool/drover/internal/config"
@@ -22,13 +23,29 @@ import (
 	"github.com/drover-pool/drover/internal/pool"
 )
 
+// Options are what a Server needs besides its configuration.
+type Options struct {
+	// Logger receives drover's log; nil discards it.
+	Logger *slog.Logger
+	// Clock drives recycle.interval and recycle.schedule; nil is the
+	// real clock. Tests inject their own.
+	Clock pool.Clock
+	// MemoryInterval is how often recycle.memory samples RSS; 0 is 5s.
+	MemoryInterval time.Duration
+}
+
 // Server is one running drover.
 type Server struct {
+	opts   Options
 	log    *slog.Logger
 	events *events.Log
 	gw     *gateway.Gateway
 	access *gateway.AccessLog
 	closer io.Closer // the access log file, if any
+
+	reloadMu sync.Mutex     // one reload at a time
+	wg       sync.WaitGroup // pools retired by a reload, draining
+	watch    *watcher       // recycle.watch files
 
 	mu      sync.Mutex // guards cfg, pools, statics
 	cfg     *config.Config
@@ -37,11 +54,13 @@ type Server struct {
 }
 
 // New builds a server from cfg: pools are created, nothing runs yet.
-func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, o Options) (*Server, error) {
+	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
+		opts:   o,
 		log:    logger,
 		events: events.New(logger, 1000),
 		cfg:    cfg,
@@ -74,7 +93,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	table, statics, err := s.routes(cfg)
+	table, statics, err := s.routes(cfg, s.pools)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +137,14 @@ func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
 	}
-	p, err := pool.New(pool.Options{Config: pc, Kind: kind, Events: s.events, Logger: s.log})
+	p, err := pool.New(pool.Options{
+		Config:         pc,
+		Kind:           kind,
+		Events:         s.events,
+		Logger:         s.log,
+		Clock:          s.opts.Clock,
+		MemoryInterval: s.opts.MemoryInterval,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -144,8 +170,8 @@ func newKind(pc *config.Pool, dir string) (backend.Kind, error) {
 	return nil, fmt.Errorf("kind %q is not supported yet", pc.Kind)
 }
 
-// routes compiles the routing table for cfg against the server's pools.
-func (s *Server) routes(cfg *config.Config) (*gateway.Table, []*gateway.Static, error) {
+// routes compiles the routing table for cfg against pools.
+func (s *Server) routes(cfg *config.Config, pools map[string]*pool.Pool) (*gateway.Table, []*gateway.Static, error) {
 	var routes []gateway.Route
 	var statics []*gateway.Static
 	for i, rc := range cfg.Routes {
@@ -161,7 +187,7 @@ func (s *Server) routes(cfg *config.Config) (*gateway.Table, []*gateway.Static, 
 			statics = append(statics, st)
 			r.Target, r.Handler = rc.Static, st
 		} else {
-			p := s.pools[rc.Pool]
+			p := pools[rc.Pool]
 			if p == nil {
 				return nil, nil, fmt.Errorf("route[%d]: pool %q does not exist", i, rc.Pool)
 			}
@@ -184,6 +210,13 @@ func (s *Server) Start() error {
 	for _, p := range s.pools {
 		p.Start()
 	}
+	w, err := newWatcher(s.log)
+	if err != nil {
+		// Touch-reload is a convenience; drover serves without it.
+		s.log.Warn("recycle.watch disabled", "err", err)
+	}
+	s.watch = w
+	s.watchFiles(s.cfg, s.pools)
 	s.events.Emit(events.Event{Kind: "server-start", Detail: s.cfg.File})
 	return nil
 }
@@ -194,6 +227,10 @@ func (s *Server) Start() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.gw.SetDraining(true)
 	err := s.gw.Shutdown(ctx)
+	if s.watch != nil {
+		s.watch.Close()
+	}
+	s.wg.Wait() // pools retired by reloads
 	s.mu.Lock()
 	pools := s.pools
 	statics := s.statics
@@ -232,11 +269,3 @@ func (s *Server) Events() *events.Log { return s.events }
 // Gateway returns the front end.
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
 
-// Reload re-reads the configuration. Until hot reload lands, a valid new
-// file is only checked and the change is reported as needing a restart.
-func (s *Server) Reload(file string) error {
-	if _, err := config.Load(file); err != nil {
-		return err
-	}
-	return errors.New("hot reload is not implemented yet: restart drover to apply the change")
-}
