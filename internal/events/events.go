@@ -53,6 +53,16 @@ type Log struct {
 	ring    []Event    // ring[(id-1) % len(ring)] holds event id
 	last    uint64     // id of the newest event; 0 = none yet
 	changed chan struct{}
+	subs    []func(Event)
+}
+
+// Subscribe calls f with every event emitted from now on, in the emitting
+// goroutine (metrics count lifecycle steps this way). f must be quick and
+// must not emit.
+func (l *Log) Subscribe(f func(Event)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.subs = append(l.subs, f)
 }
 
 // New returns a Log that keeps the last size events and writes each event
@@ -75,8 +85,12 @@ func (l *Log) Emit(e Event) {
 	l.ring[(e.ID-1)%uint64(len(l.ring))] = e
 	ch := l.changed
 	l.changed = make(chan struct{})
+	subs := l.subs
 	l.mu.Unlock()
 	close(ch)
+	for _, f := range subs {
+		f(e)
+	}
 	if l.logger != nil {
 		attrs := []slog.Attr{slog.String("event", e.Kind), slog.Uint64("id", e.ID)}
 		if e.Pool != "" {

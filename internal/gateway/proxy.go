@@ -27,10 +27,12 @@ var errRequestTimeout = errors.New("request-timeout")
 // slot for as long as the exchange lasts: until the response body has been
 // copied to the client, or the upgraded connection closed.
 type Proxy struct {
-	pool    *pool.Pool
-	rp      *httputil.ReverseProxy
-	timeout time.Duration
-	reset   bool // on_stopped = "reset"
+	pool     *pool.Pool
+	rp       *httputil.ReverseProxy
+	timeout  time.Duration
+	reset    bool // on_stopped = "reset"
+	observer Observer
+	requests registry
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
@@ -40,13 +42,15 @@ type bufferPool struct{}
 func (bufferPool) Get() []byte  { return *bufPool.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { bufPool.Put(&b) }
 
-// NewProxy returns the handler for routes to p.
-func NewProxy(p *pool.Pool, logger *slog.Logger) *Proxy {
+// NewProxy returns the handler for routes to p. obs, when not nil, is told
+// about every finished request.
+func NewProxy(p *pool.Pool, logger *slog.Logger, obs Observer) *Proxy {
 	cfg := p.Config()
 	px := &Proxy{
-		pool:    p,
-		timeout: cfg.RequestTimeout.D(),
-		reset:   cfg.RapidFail.OnStopped == "reset",
+		pool:     p,
+		timeout:  cfg.RequestTimeout.D(),
+		reset:    cfg.RapidFail.OnStopped == "reset",
+		observer: obs,
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -73,9 +77,31 @@ func rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e := &inflight{req: r, start: time.Now()}
 	ctx := backend.WithConnInfo(r.Context(), connInfo(r))
-	px.rp.ServeHTTP(w, r.WithContext(ctx))
+	ctx = context.WithValue(ctx, inflightKey{}, e)
+	px.requests.add(e)
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		px.requests.remove(e)
+		if px.observer != nil {
+			code := sw.code
+			if code == 0 {
+				code = 499 // aborted before any answer
+			}
+			px.observer.ObserveRequest(px.pool.Name(), code, time.Since(e.start), time.Duration(e.wait.Load()))
+		}
+	}()
+	px.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
+
+type inflightKey struct{}
+
+// Requests lists the requests waiting for or holding a slot of the pool.
+func (px *Proxy) Requests() []RequestInfo { return px.requests.list(px.pool.Name()) }
+
+// Pool returns the proxy's pool.
+func (px *Proxy) Pool() *pool.Pool { return px.pool }
 
 func connInfo(r *http.Request) backend.ConnInfo {
 	ci := backend.ConnInfo{RemoteAddr: r.RemoteAddr, HTTPS: r.TLS != nil}
@@ -116,10 +142,18 @@ type slotTransport Proxy
 
 func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	px := (*Proxy)(t)
+	e, _ := req.Context().Value(inflightKey{}).(*inflight)
 	for attempt := 0; ; attempt++ {
+		start := time.Now()
 		inst, err := px.pool.Acquire(req.Context())
+		if e != nil {
+			e.wait.Add(int64(time.Since(start)))
+		}
 		if err != nil {
 			return nil, err
+		}
+		if e != nil {
+			e.pid.Store(int64(inst.Pid()))
 		}
 		l := px.newLease(inst, req.Context())
 		resp, err := inst.RoundTrip(req.WithContext(l.ctx))

@@ -86,7 +86,7 @@ func (s *Server) Reload(file string) error {
 	for _, name := range ch.Added {
 		pools[name].Start()
 	}
-	table, statics, err := s.routes(cfg, pools)
+	table, proxies, statics, err := s.routes(cfg, pools)
 	if err != nil {
 		abandon()
 		return fmt.Errorf("reload %s: %w", file, err)
@@ -95,7 +95,7 @@ func (s *Server) Reload(file string) error {
 	s.gw.SetRoutes(table)
 	s.mu.Lock()
 	oldStatics := s.statics
-	s.cfg, s.pools, s.statics = cfg, pools, statics
+	s.cfg, s.pools, s.proxies, s.statics = cfg, pools, proxies, statics
 	s.mu.Unlock()
 	s.watchFiles(cfg, pools)
 

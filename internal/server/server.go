@@ -47,9 +47,14 @@ type Server struct {
 	wg       sync.WaitGroup // pools retired by a reload, draining
 	watch    *watcher       // recycle.watch files
 
-	mu      sync.Mutex // guards cfg, pools, statics
+	// admin is the admin listener, metrics and console (admin_wire.go).
+	admin    adminParts
+	observer gateway.Observer // the metrics' view of requests; may be nil
+
+	mu      sync.Mutex // guards cfg, pools, proxies, statics
 	cfg     *config.Config
 	pools   map[string]*pool.Pool
+	proxies map[string]*gateway.Proxy // one per pool, shared by its routes
 	statics []*gateway.Static
 }
 
@@ -93,11 +98,12 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	table, statics, err := s.routes(cfg, s.pools)
+	s.observer = s.newObserver()
+	table, proxies, statics, err := s.routes(cfg, s.pools)
 	if err != nil {
 		return nil, err
 	}
-	s.statics = statics
+	s.statics, s.proxies = statics, proxies
 	s.gw.SetRoutes(table)
 	return s, nil
 }
@@ -170,10 +176,12 @@ func newKind(pc *config.Pool, dir string) (backend.Kind, error) {
 	return nil, fmt.Errorf("kind %q is not supported yet", pc.Kind)
 }
 
-// routes compiles the routing table for cfg against pools.
-func (s *Server) routes(cfg *config.Config, pools map[string]*pool.Pool) (*gateway.Table, []*gateway.Static, error) {
+// routes compiles the routing table for cfg against pools, with one proxy
+// per pool.
+func (s *Server) routes(cfg *config.Config, pools map[string]*pool.Pool) (*gateway.Table, map[string]*gateway.Proxy, []*gateway.Static, error) {
 	var routes []gateway.Route
 	var statics []*gateway.Static
+	proxies := map[string]*gateway.Proxy{}
 	for i, rc := range cfg.Routes {
 		r := gateway.Route{Host: rc.Host, Path: rc.Path, StripPrefix: rc.StripPrefix}
 		if rc.Static != "" {
@@ -182,20 +190,43 @@ func (s *Server) routes(cfg *config.Config, pools map[string]*pool.Pool) (*gatew
 				for _, st := range statics {
 					st.Close()
 				}
-				return nil, nil, fmt.Errorf("route[%d]: %w", i, err)
+				return nil, nil, nil, fmt.Errorf("route[%d]: %w", i, err)
 			}
 			statics = append(statics, st)
 			r.Target, r.Handler = rc.Static, st
 		} else {
 			p := pools[rc.Pool]
 			if p == nil {
-				return nil, nil, fmt.Errorf("route[%d]: pool %q does not exist", i, rc.Pool)
+				return nil, nil, nil, fmt.Errorf("route[%d]: pool %q does not exist", i, rc.Pool)
 			}
-			r.Target, r.Handler = rc.Pool, gateway.NewProxy(p, s.log)
+			px := proxies[rc.Pool]
+			if px == nil {
+				px = gateway.NewProxy(p, s.log, s.observer)
+				proxies[rc.Pool] = px
+			}
+			r.Target, r.Handler = rc.Pool, px
 		}
 		routes = append(routes, r)
 	}
-	return gateway.NewTable(routes), statics, nil
+	return gateway.NewTable(routes), proxies, statics, nil
+}
+
+// Requests lists the requests waiting for or being served by a pool, or
+// by every pool when name is "".
+func (s *Server) Requests(name string) []gateway.RequestInfo {
+	s.mu.Lock()
+	var pxs []*gateway.Proxy
+	for n, px := range s.proxies {
+		if name == "" || n == name {
+			pxs = append(pxs, px)
+		}
+	}
+	s.mu.Unlock()
+	var out []gateway.RequestInfo
+	for _, px := range pxs {
+		out = append(out, px.Requests()...)
+	}
+	return out
 }
 
 // Start opens the listeners and starts the pools. On error everything
@@ -217,6 +248,10 @@ func (s *Server) Start() error {
 	}
 	s.watch = w
 	s.watchFiles(s.cfg, s.pools)
+	if err := s.startAdmin(); err != nil {
+		_ = s.gw.Shutdown(context.Background())
+		return err
+	}
 	s.events.Emit(events.Event{Kind: "server-start", Detail: s.cfg.File})
 	return nil
 }
@@ -227,6 +262,7 @@ func (s *Server) Start() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.gw.SetDraining(true)
 	err := s.gw.Shutdown(ctx)
+	s.stopAdmin(ctx)
 	if s.watch != nil {
 		s.watch.Close()
 	}

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Observer is told about every request a Proxy has finished; the metrics
+// package implements it. It must be quick: it runs on the request path.
+type Observer interface {
+	// ObserveRequest reports one request: its final status code, how
+	// long it took in all, and how long it waited for a slot.
+	ObserveRequest(pool string, code int, total, wait time.Duration)
+}
+
+// RequestInfo describes one request that is waiting for a slot or being
+// served, like IIS's "currently executing requests".
+type RequestInfo struct {
+	Pool    string        `json:"pool"`
+	Method  string        `json:"method"`
+	URL     string        `json:"url"`
+	Client  string        `json:"client"`
+	PID     int           `json:"pid"` // 0 while waiting for a slot
+	Start   time.Time     `json:"start"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// inflight is one request in the registry. Fields other than pid are
+// written before it is registered and not changed afterwards.
+type inflight struct {
+	req   *http.Request
+	start time.Time
+	pid   atomic.Int64
+	wait  atomic.Int64 // nanoseconds spent waiting for slots
+}
+
+// registry holds a proxy's requests in flight; its own lock, separate from
+// the pool's, is held only for the insert and delete.
+type registry struct {
+	mu sync.Mutex
+	m  map[*inflight]struct{}
+}
+
+func (r *registry) add(e *inflight) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = make(map[*inflight]struct{})
+	}
+	r.m[e] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(e *inflight) {
+	r.mu.Lock()
+	delete(r.m, e)
+	r.mu.Unlock()
+}
+
+func (r *registry) list(pool string) []RequestInfo {
+	now := time.Now()
+	r.mu.Lock()
+	out := make([]RequestInfo, 0, len(r.m))
+	for e := range r.m {
+		out = append(out, RequestInfo{
+			Pool:    pool,
+			Method:  e.req.Method,
+			URL:     redactURL(e.req.URL),
+			Client:  e.req.RemoteAddr,
+			PID:     int(e.pid.Load()),
+			Start:   e.start,
+			Elapsed: now.Sub(e.start),
+		})
+	}
+	r.mu.Unlock()
+	return out
+}
+
+// redactURL shows the path and query keys, but hides the values of keys
+// that commonly carry secrets.
+func redactURL(u *url.URL) string {
+	s := u.EscapedPath()
+	if u.RawQuery == "" {
+		return s
+	}
+	q := u.Query()
+	for k := range q {
+		lk := strings.ToLower(k)
+		for _, w := range []string{"pass", "token", "secret", "key", "auth", "sig", "session", "code"} {
+			if strings.Contains(lk, w) {
+				q[k] = []string{"REDACTED"}
+				break
+			}
+		}
+	}
+	return s + "?" + q.Encode()
+}
+
+// statusWriter remembers the status code for the Observer.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
