@@ -24,6 +24,9 @@ func serve(args []string) int {
 		return 2
 	}
 	cfg, err := config.Load(*file)
+	if err == nil {
+		err = server.Preflight(cfg, nil)
+	}
 	if err != nil {
 		printConfigErrors(os.Stderr, err)
 		return 1
@@ -101,6 +104,9 @@ func check(args []string) int {
 		return 2
 	}
 	cfg, err := config.Load(*file)
+	if err == nil {
+		err = server.Preflight(cfg, nil)
+	}
 	if err != nil {
 		printConfigErrors(os.Stderr, err)
 		return 1

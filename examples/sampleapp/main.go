@@ -146,6 +146,15 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		leaked = append(leaked, b)
 		leakMu.Unlock()
 		io.WriteString(w, pid+"\n")
+	case "/burn":
+		// Spin on a CPU for d.
+		d, _ := time.ParseDuration(q.Get("d"))
+		end := time.Now().Add(d)
+		x := 0
+		for time.Now().Before(end) {
+			x++
+		}
+		fmt.Fprintf(w, "%s %d\n", pid, x%2)
 	case "/freeze":
 		// From now on this instance stops answering (health pings too).
 		frozen.Store(true)

@@ -158,7 +158,8 @@ func StartWith(t testing.TB, tmpl string, opts server.Options) *Drover {
 		t.Fatalf("config: %v", err)
 	}
 	logs := &SyncBuffer{}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Clock: opts.Clock, MemoryInterval: opts.MemoryInterval})
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	srv, err := server.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("server: %v", err)
 	}

@@ -23,6 +23,7 @@ const (
 	PingFailure    = "ping-failure"
 	TimeoutKill    = "timeout-kill"
 	CPUKill        = "cpu-kill"
+	CPULimit       = "cpu-limit" // over limits.cpu with cpu_action = "log"
 	Stop           = "stop"
 	Recycle        = "recycle"
 	RapidFail      = "rapid-fail"

@@ -194,6 +194,7 @@ func (p *Pool) ready(inst *Instance) bool {
 	p.armHealthLocked()
 	p.armRecycleTimerLocked()
 	p.armMemoryLocked()
+	p.armCPULocked()
 	return true
 }
 

@@ -24,10 +24,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/user"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/drover-pool/drover/internal/backend"
@@ -66,6 +63,13 @@ type Options struct {
 	Clock Clock
 	// MemoryInterval is how often recycle.memory samples RSS; 0 is 5s.
 	MemoryInterval time.Duration
+	// CPUWindow is the window over which limits.cpu is measured for
+	// cpu_action "kill" and "log"; 0 is 5s.
+	CPUWindow time.Duration
+	// CgroupFD, when >= 0 and Cgroup is set, is the pool's cgroup
+	// directory: instances are created in it.
+	Cgroup   bool
+	CgroupFD int
 }
 
 // Pool is one application pool. Create it with New, then call Start.
@@ -80,6 +84,8 @@ type Pool struct {
 	spec   process.Spec // template for every instance's process
 	// memInterval is the RSS sampling period for recycle.memory.
 	memInterval time.Duration
+	// cpuWindow is the measuring window of limits.cpu kill/log.
+	cpuWindow time.Duration
 
 	ctx    context.Context // cancelled by Shutdown: ends startups and backoff
 	cancel context.CancelFunc
@@ -106,12 +112,14 @@ type Pool struct {
 	orphans    []*Instance    // hung instances left running for a debugger
 	pending    []events.Event // emitted by unlock
 
-	recycleQ     []*Instance // instances waiting to be replaced, in order
-	recycling    bool        // the recycler goroutine runs
-	recycleTimer Timer       // next interval/schedule check; nil when not armed
-	nextSched    time.Time   // next recycle.schedule time
-	memTimer     *time.Timer // next RSS sample; nil when not armed
+	recycleQ     []*Instance   // instances waiting to be replaced, in order
+	recycling    bool          // the recycler goroutine runs
+	recycleTimer Timer         // next interval/schedule check; nil when not armed
+	nextSched    time.Time     // next recycle.schedule time
+	memTimer     *time.Timer   // next RSS sample; nil when not armed
 	quiet        chan struct{} // closed when Drain's wait is over
+	cpuTimer     *time.Timer   // next CPU sample; nil when not armed
+	cpuLast      map[int]int64 // CPU ticks per instance pid at the last sample
 }
 
 // New creates a pool. It starts nothing; call Start.
@@ -145,7 +153,14 @@ func New(o Options) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", p.name, err)
 	}
+	if o.Cgroup {
+		spec.UseCgroupFD, spec.CgroupFD = true, o.CgroupFD
+	}
 	p.spec = spec
+	p.cpuWindow = o.CPUWindow
+	if p.cpuWindow <= 0 {
+		p.cpuWindow = 5 * time.Second
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
@@ -163,7 +178,7 @@ func baseSpec(cfg *config.Pool, log *slog.Logger) (process.Spec, error) {
 	home := "/"
 	var userName string
 	if cfg.User != "" || cfg.Group != "" {
-		cred, h, err := credential(cfg.User, cfg.Group)
+		cred, h, err := process.Credential(cfg.User, cfg.Group)
 		if err != nil {
 			return spec, err
 		}
@@ -172,7 +187,7 @@ func baseSpec(cfg *config.Pool, log *slog.Logger) (process.Spec, error) {
 	} else if h, err := os.UserHomeDir(); err == nil {
 		home = h
 	}
-	spec.Env = cleanEnv(home, userName, cfg.Env)
+	spec.Env = process.CleanEnv(home, userName, cfg.Env)
 	spec.Limits = process.Limits{
 		AddressSpace: int64(cfg.Limits.AddressSpace),
 		OpenFiles:    cfg.Limits.OpenFiles,
@@ -183,72 +198,6 @@ func baseSpec(cfg *config.Pool, log *slog.Logger) (process.Spec, error) {
 		NoNewPrivs: spec.Credential != nil,
 	}
 	return spec, nil
-}
-
-// cleanEnv is the minimal environment every worker gets: nothing of
-// drover's own environment leaks in (no secrets, no admin token) except the
-// locale and time zone.
-func cleanEnv(home, userName string, extra map[string]string) []string {
-	env := []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + home,
-	}
-	if userName != "" {
-		env = append(env, "USER="+userName, "LOGNAME="+userName)
-	}
-	for _, k := range []string{"LANG", "LC_ALL", "TZ"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	for k, v := range extra {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-// credential resolves user and group names to a Credential with the
-// user's supplementary groups, so that the worker never keeps a stray root
-// group.
-func credential(userName, groupName string) (*syscall.Credential, string, error) {
-	cred := &syscall.Credential{}
-	home := "/"
-	if userName != "" {
-		u, err := user.Lookup(userName)
-		if err != nil {
-			return nil, "", fmt.Errorf("user %q: %w", userName, err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
-		home = u.HomeDir
-		gids, err := u.GroupIds()
-		if err != nil {
-			return nil, "", fmt.Errorf("user %q: groups: %w", userName, err)
-		}
-		for _, g := range gids {
-			n, err := strconv.ParseUint(g, 10, 32)
-			if err == nil {
-				cred.Groups = append(cred.Groups, uint32(n))
-			}
-		}
-	}
-	if groupName != "" {
-		g, err := user.LookupGroup(groupName)
-		if err != nil {
-			return nil, "", fmt.Errorf("group %q: %w", groupName, err)
-		}
-		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
-		cred.Gid = uint32(gid)
-		if userName == "" {
-			cred.Uid = uint32(os.Geteuid())
-		}
-	}
-	if cred.Groups == nil {
-		// An empty, non-nil list clears drover's own supplementary groups.
-		cred.Groups = []uint32{cred.Gid}
-	}
-	return cred, home, nil
 }
 
 // Name returns the pool's name.
@@ -422,6 +371,10 @@ func (p *Pool) stopTimersLocked() {
 	if p.memTimer != nil {
 		p.memTimer.Stop()
 		p.memTimer = nil
+	}
+	if p.cpuTimer != nil {
+		p.cpuTimer.Stop()
+		p.cpuTimer = nil
 	}
 }
 

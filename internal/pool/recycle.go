@@ -299,15 +299,31 @@ func (p *Pool) memoryTick() {
 
 var pageSize = int64(os.Getpagesize())
 
+// GroupStats is what /proc says of one process group.
+type GroupStats struct {
+	RSS      int64 // resident bytes
+	CPUTicks int64 // utime + stime, in clock ticks (100 per second)
+}
+
 // GroupRSS returns, for each process group id in pgids, the resident
 // memory in bytes of all processes in that group: an instance's whole
 // process tree, since instances run in their own groups.
 func GroupRSS(pgids []int) map[int]int64 {
+	out := make(map[int]int64, len(pgids))
+	for g, st := range Groups(pgids) {
+		out[g] = st.RSS
+	}
+	return out
+}
+
+// Groups reads /proc once and sums memory and CPU time per process group
+// for the groups in pgids.
+func Groups(pgids []int) map[int]GroupStats {
 	want := make(map[int]bool, len(pgids))
 	for _, g := range pgids {
 		want[g] = true
 	}
-	out := make(map[int]int64, len(pgids))
+	out := make(map[int]GroupStats, len(pgids))
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return out
@@ -327,7 +343,8 @@ func GroupRSS(pgids []int) map[int]int64 {
 			continue
 		}
 		f := strings.Fields(s[i+2:])
-		// After comm: state(0) ppid(1) pgrp(2) ... rss(21) in pages.
+		// After comm: state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
+		// ... rss(21) in pages.
 		if len(f) < 22 {
 			continue
 		}
@@ -336,7 +353,12 @@ func GroupRSS(pgids []int) map[int]int64 {
 			continue
 		}
 		pages, _ := strconv.ParseInt(f[21], 10, 64)
-		out[pgrp] += pages * pageSize
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		g := out[pgrp]
+		g.RSS += pages * pageSize
+		g.CPUTicks += ut + st
+		out[pgrp] = g
 	}
 	return out
 }

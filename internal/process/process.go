@@ -46,6 +46,10 @@ type Spec struct {
 	Credential *syscall.Credential
 	// Limits applied before the program's first instruction.
 	Limits Limits
+	// CgroupFD, when UseCgroupFD is set, is an open cgroup v2 directory
+	// the process is created in (clone3 CLONE_INTO_CGROUP).
+	CgroupFD    int
+	UseCgroupFD bool
 }
 
 // Process is a started process. Its methods are safe for concurrent use.
@@ -99,9 +103,11 @@ func Start(spec Spec) (*Process, error) {
 		Dir:        spec.Dir,
 		ExtraFiles: spec.ExtraFiles,
 		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid:    true,
-			Pdeathsig:  syscall.SIGKILL,
-			Credential: spec.Credential,
+			Setpgid:     true,
+			Pdeathsig:   syscall.SIGKILL,
+			Credential:  spec.Credential,
+			UseCgroupFD: spec.UseCgroupFD,
+			CgroupFD:    spec.CgroupFD,
 		},
 	}
 	if spec.Stdin != nil {

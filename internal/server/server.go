@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/drover-pool/drover/internal/backend"
+	"github.com/drover-pool/drover/internal/cgroup"
 	"github.com/drover-pool/drover/internal/config"
 	"github.com/drover-pool/drover/internal/events"
 	"github.com/drover-pool/drover/internal/gateway"
 	"github.com/drover-pool/drover/internal/pool"
+	"github.com/drover-pool/drover/internal/service"
 )
 
 // Options are what a Server needs besides its configuration.
@@ -32,6 +34,12 @@ type Options struct {
 	Clock pool.Clock
 	// MemoryInterval is how often recycle.memory samples RSS; 0 is 5s.
 	MemoryInterval time.Duration
+	// CPUWindow is the measuring window of limits.cpu with cpu_action
+	// kill or log; 0 is 5s.
+	CPUWindow time.Duration
+	// Cgroups is the delegated cgroup v2 hierarchy; nil detects it on
+	// this machine when a pool needs one. Tests pass a fake tree.
+	Cgroups *cgroup.Hierarchy
 }
 
 // Server is one running drover.
@@ -50,6 +58,8 @@ type Server struct {
 	// admin is the admin listener, metrics and console (admin_wire.go).
 	admin    adminParts
 	observer gateway.Observer // the metrics' view of requests; may be nil
+
+	services *service.Manager // background services; fixed for the server's life
 
 	mu      sync.Mutex // guards cfg, pools, proxies, statics
 	cfg     *config.Config
@@ -98,6 +108,15 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	notifyDir := filepath.Join(cfg.Server.RuntimeDir, "services")
+	if err := os.MkdirAll(notifyDir, 0o755); err != nil {
+		return nil, fmt.Errorf("server.runtime_dir: %w", err)
+	}
+	svc, err := service.NewManager(cfg.Services, s.events, logger, service.WithNotifyDir(notifyDir))
+	if err != nil {
+		return nil, err
+	}
+	s.services = svc
 	s.observer = s.newObserver()
 	table, proxies, statics, err := s.routes(cfg, s.pools)
 	if err != nil {
@@ -143,14 +162,27 @@ func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
 	}
-	p, err := pool.New(pool.Options{
+	opts := pool.Options{
 		Config:         pc,
 		Kind:           kind,
 		Events:         s.events,
 		Logger:         s.log,
 		Clock:          s.opts.Clock,
 		MemoryInterval: s.opts.MemoryInterval,
-	})
+		CPUWindow:      s.opts.CPUWindow,
+	}
+	if l := CgroupLimits(pc.Limits); len(l.Controllers()) > 0 {
+		g, err := s.cgroupFor(pc.Name, l)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
+		}
+		fd, err := g.FD()
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
+		}
+		opts.Cgroup, opts.CgroupFD = true, fd
+	}
+	p, err := pool.New(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +273,10 @@ func (s *Server) Start() error {
 	for _, p := range s.pools {
 		p.Start()
 	}
+	if err := s.services.Start(context.Background()); err != nil {
+		_ = s.Shutdown(context.Background())
+		return err
+	}
 	w, err := newWatcher(s.log)
 	if err != nil {
 		// Touch-reload is a convenience; drover serves without it.
@@ -280,6 +316,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Services last, in reverse start order: pools may depend on them.
+	if err2 := s.services.Shutdown(ctx); err2 != nil && err == nil {
+		err = err2
+	}
 	for _, st := range statics {
 		st.Close()
 	}
@@ -302,6 +342,8 @@ func (s *Server) Pool(name string) *pool.Pool {
 // Events returns the server's event log.
 func (s *Server) Events() *events.Log { return s.events }
 
+// Services returns the service manager.
+func (s *Server) Services() *service.Manager { return s.services }
+
 // Gateway returns the front end.
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
-

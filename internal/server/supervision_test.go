@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-pool/drover/internal/cgroup"
+	"github.com/drover-pool/drover/internal/config"
 	"github.com/drover-pool/drover/internal/drovertest"
 	"github.com/drover-pool/drover/internal/events"
 	"github.com/drover-pool/drover/internal/pool"
+	"github.com/drover-pool/drover/internal/server"
 )
 
 func pidOf(t *testing.T, url string) int {
@@ -345,3 +348,67 @@ exec = ["sh", "-c", "echo {pid} > {{.Dir}}/orphan.pid"]
 }
 
 func matches(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// TestCPUAction: limits.cpu with cpu_action = "kill" kills an instance
+// that used more than its share over the window (counted as a failure);
+// with "log" it only records an event.
+func TestCPUAction(t *testing.T) {
+	for _, action := range []string{"kill", "log"} {
+		t.Run(action, func(t *testing.T) {
+			d := drovertest.StartWith(t, header+`
+[pool.app]
+command = ["{{.App}}"]
+instance_concurrency = 2
+[pool.app.limits]
+cpu = "20%"
+cpu_action = "`+action+`"
+`, server.Options{CPUWindow: 200 * time.Millisecond})
+			pid := pidOf(t, d.URL+"/pid")
+			go http.Get(d.URL + "/burn?d=3s")
+			want := events.CPUKill
+			if action == "log" {
+				want = events.CPULimit
+			}
+			drovertest.Eventually(t, 5*time.Second, want+" event", func() bool {
+				for _, e := range eventsOf(d, want) {
+					if e.PID == pid {
+						return true
+					}
+				}
+				return false
+			})
+			if action == "kill" {
+				drovertest.Eventually(t, 5*time.Second, "burning instance killed", func() bool { return !drovertest.Alive(pid) })
+			} else if !drovertest.Alive(pid) {
+				t.Fatal("cpu_action = log killed the instance")
+			}
+		})
+	}
+}
+
+// TestCgroupLimitsRefusedWithoutDelegation: on a machine without a
+// delegated cgroup v2 tree, a pool that asks for cgroup limits is refused
+// with a message that says why and what to do; nothing is silently
+// unlimited.
+func TestCgroupLimitsRefusedWithoutDelegation(t *testing.T) {
+	if _, err := cgroup.Detect(); err == nil {
+		t.Skip("this machine delegates cgroup v2 to drover; the refusal cannot be shown here")
+	}
+	file, _ := drovertest.WriteConfig(t, header+`
+[pool.app]
+command = ["{{.App}}"]
+[pool.app.limits]
+memory = "256MiB"
+`)
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = server.Preflight(cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "pool.app.limits.memory") || !strings.Contains(err.Error(), ":15:") || !strings.Contains(err.Error(), "Delegate=yes") {
+		t.Fatalf("preflight: %v", err)
+	}
+	if _, err := server.New(cfg, server.Options{}); err == nil || !strings.Contains(err.Error(), `pool "app"`) {
+		t.Fatalf("server.New: %v, want the pool refused", err)
+	}
+}

@@ -21,7 +21,7 @@ type watcher struct {
 	w   *fsnotify.Watcher
 	wg  sync.WaitGroup
 
-	mu       sync.Mutex             // guards the fields below
+	mu       sync.Mutex              // guards the fields below
 	files    map[string][]*pool.Pool // absolute file path → pools
 	dirs     map[string]bool
 	debounce map[*pool.Pool]*time.Timer

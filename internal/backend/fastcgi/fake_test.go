@@ -204,17 +204,33 @@ func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 // written to it is kept.
 type fakeConn struct {
 	r *bytes.Reader
+	// awaitRequest makes reads wait until a whole request, up to the end
+	// of FCGI_STDIN, has been written, as an application that reads all
+	// of its input before it answers.
+	awaitRequest bool
 
-	mu      sync.Mutex
-	written bytes.Buffer
-	closed  bool
+	mu       sync.Mutex
+	cond     sync.Cond
+	written  bytes.Buffer
+	requests int // writes that ended FCGI_STDIN
+	closed   bool
+	writeErr error // when set, writes fail with it
 }
 
-func newFakeConn(data []byte) *fakeConn { return &fakeConn{r: bytes.NewReader(data)} }
+var endOfStdin = []byte{1, typeStdin, 0, 1, 0, 0, 0, 0}
+
+func newFakeConn(data []byte) *fakeConn {
+	c := &fakeConn{r: bytes.NewReader(data)}
+	c.cond.L = &c.mu
+	return c
+}
 
 func (c *fakeConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for c.awaitRequest && c.requests == 0 && !c.closed {
+		c.cond.Wait()
+	}
 	if c.closed {
 		return 0, net.ErrClosed
 	}
@@ -227,6 +243,13 @@ func (c *fakeConn) Write(p []byte) (int, error) {
 	if c.closed {
 		return 0, net.ErrClosed
 	}
+	if c.writeErr != nil {
+		return 0, c.writeErr
+	}
+	if bytes.HasSuffix(p, endOfStdin) {
+		c.requests++
+		c.cond.Broadcast()
+	}
 	return c.written.Write(p)
 }
 
@@ -234,6 +257,7 @@ func (c *fakeConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	c.cond.Broadcast()
 	return nil
 }
 

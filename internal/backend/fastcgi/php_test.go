@@ -374,7 +374,8 @@ for ($i = 0; $i < 1000; $i++) { usleep(10000); echo "."; flush(); }
 // requests and closes the kept connection with it. The next request must
 // not fail on that connection: the non-blocking peek finds it closed or,
 // for a connection it cannot peek at, the request is sent again on a new
-// one (a POST too, when its body can be replayed).
+// one (a POST too: writing to the closed connection fails at once, so its
+// body was not touched).
 func TestPHPStaleIdleConnection(t *testing.T) {
 	for _, peek := range []bool{true, false} {
 		t.Run(fmt.Sprintf("peek=%v", peek), func(t *testing.T) {

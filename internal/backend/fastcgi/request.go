@@ -67,13 +67,8 @@ func (w *bodyWriter) run(nc net.Conn, body io.ReadCloser, limit int64) {
 		if limit >= 0 && limit-sent < int64(room) {
 			room = int(limit - sent)
 		}
-		var n int
-		var rerr error
-		if room > 0 {
-			n, rerr = body.Read(buf[headerLen : headerLen+room])
-		} else {
-			rerr = io.EOF
-		}
+		// room > 0: the loop ends when sent reaches limit.
+		n, rerr := body.Read(buf[headerLen : headerLen+room])
 		sent += int64(n)
 		if rerr != nil && rerr != io.EOF {
 			fail(fmt.Errorf("fastcgi: read request body: %w", rerr))

@@ -184,10 +184,7 @@ func TestStdlibConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	tr.mu.Lock()
-	idle := len(tr.idle)
-	tr.mu.Unlock()
-	if idle > 3 {
+	if idle := tr.idleCount(); idle > 3 {
 		t.Errorf("%d idle connections, MaxIdleConns is 3", idle)
 	}
 	if n := a.dials.Load(); n >= 80 {

@@ -18,12 +18,16 @@ import (
 type Transport struct {
 	// Dial connects to the application, typically to its unix socket.
 	Dial func(ctx context.Context) (net.Conn, error)
-	// Root is the document root: SCRIPT_FILENAME is Root plus the script
-	// part of the URL path, and DOCUMENT_ROOT is Root.
+	// Root is the document root. The longest prefix of the URL path that
+	// names a regular file under Root is SCRIPT_NAME and the rest is
+	// PATH_INFO (/index.php/a/b: /index.php and /a/b); a directory runs its
+	// index.php. SCRIPT_FILENAME is Root plus SCRIPT_NAME.
 	Root string
-	// Script, when set, is the SCRIPT_FILENAME of every request (a front
-	// controller such as index.php, or mapserv's map file handler); the
-	// URL path then becomes PATH_INFO.
+	// Script, when set, is the SCRIPT_FILENAME of every request: a front
+	// controller, or the program for a FastCGI binary such as mapserv.
+	// SCRIPT_NAME is its base name when the URL path starts with that
+	// (/index.php/a), else empty; the rest of the path is PATH_INFO.
+	// DOCUMENT_ROOT is Root, or Script's directory without Root.
 	Script string
 	// Params are extra FastCGI params; they override the computed ones.
 	Params map[string]string
@@ -89,9 +93,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	bp := preludePool.Get().(*[]byte)
-	defer preludePool.Put(bp)
 	prelude, err := t.prelude(req, body == nil, (*bp)[:0])
-	*bp = prelude[:0]
+	defer func() {
+		if cap(prelude) <= 64<<10 { // a huge header is not kept
+			*bp = prelude[:0]
+			preludePool.Put(bp)
+		}
+	}()
 	if err != nil {
 		closeBody()
 		return nil, err
@@ -107,26 +115,49 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, fmt.Errorf("fastcgi: dial: %w", err)
 		}
-		resp, err := t.roundTrip(ctx, c, req, prelude, body)
+		resp, sent, err := t.roundTrip(ctx, c, req, prelude, body)
 		if err == nil {
 			return resp, nil
 		}
-		// An idle connection that the application closed in the
-		// meantime (php-cgi exits after PHP_FCGI_MAX_REQUESTS) fails
-		// before a byte comes back; the request never ran, so it is
-		// sent again on a new connection if its body can be replayed.
-		if retried || !c.reused || c.s.got || ctx.Err() != nil || !isConnGone(err) {
-			return nil, err
-		}
-		if body != nil {
-			if req.GetBody == nil {
-				return nil, err
+		// An idle connection that the application closed meanwhile
+		// (php-cgi exits after PHP_FCGI_MAX_REQUESTS) fails before a
+		// byte comes back, and the request is sent again on a new
+		// connection: always when not even its beginning could be
+		// written, for then the body is untouched, else only if it is
+		// idempotent and its body can be replayed, for the application
+		// may have run it and died.
+		retry := !retried && c.reused && !c.s.got && ctx.Err() == nil && isConnGone(err)
+		switch {
+		case retry && !sent:
+			continue
+		case retry && replayable(req):
+			if body != nil {
+				if body, err = req.GetBody(); err != nil {
+					return nil, fmt.Errorf("fastcgi: replay request body: %w", err)
+				}
 			}
-			if body, err = req.GetBody(); err != nil {
-				return nil, fmt.Errorf("fastcgi: replay request body: %w", err)
-			}
+			continue
 		}
+		if !sent {
+			closeBody()
+		}
+		return nil, err
 	}
+}
+
+// replayable reports whether req may be sent twice: it is idempotent
+// (RFC 9110 section 9.2.2) and its body can be had again.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
 }
 
 // prelude encodes FCGI_BEGIN_REQUEST and the params, and the end of
@@ -148,15 +179,17 @@ func (t *Transport) prelude(req *http.Request, noBody bool, b []byte) ([]byte, e
 }
 
 // roundTrip makes one attempt on c. It owns c: c is closed on error, and
-// otherwise handed to the response body.
-func (t *Transport) roundTrip(ctx context.Context, c *conn, req *http.Request, prelude []byte, body io.ReadCloser) (*http.Response, error) {
+// otherwise handed to the response body. sent reports whether the prelude
+// was written; until then body is untouched, and after it body belongs to
+// the writer, which closes it.
+func (t *Transport) roundTrip(ctx context.Context, c *conn, req *http.Request, prelude []byte, body io.ReadCloser) (resp *http.Response, sent bool, err error) {
 	// Cancellation closes the connection: it unblocks every read and
 	// write, and the application sees its client go away.
 	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
 	c.s.reset(c.br, t.Stderr)
 	c.hr.Reset(&c.s)
 
-	fail := func(what string, err error, w *bodyWriter) (*http.Response, error) {
+	fail := func(what string, err error, w *bodyWriter) error {
 		stop()
 		c.nc.Close()
 		if ctx.Err() != nil {
@@ -164,16 +197,13 @@ func (t *Transport) roundTrip(ctx context.Context, c *conn, req *http.Request, p
 		} else if werr := w.failure(); werr != nil {
 			// The body's own error explains why the connection
 			// broke; the read error would only say "closed".
-			return nil, werr
+			return werr
 		}
-		return nil, fmt.Errorf("fastcgi: %s: %w", what, err)
+		return fmt.Errorf("fastcgi: %s: %w", what, err)
 	}
 
 	if _, err := c.nc.Write(prelude); err != nil {
-		if body != nil {
-			body.Close()
-		}
-		return fail("write request", err, nil)
+		return nil, false, fail("write request", err, nil)
 	}
 	var w *bodyWriter
 	if body != nil {
@@ -183,7 +213,7 @@ func (t *Transport) roundTrip(ctx context.Context, c *conn, req *http.Request, p
 	c.s.limit = headerLimit
 	code, reason, header, err := readHeader(c.hr)
 	if err != nil {
-		return fail("read response header", err, w)
+		return nil, true, fail("read response header", err, w)
 	}
 	c.s.limit = -1
 
@@ -203,7 +233,7 @@ func (t *Transport) roundTrip(ctx context.Context, c *conn, req *http.Request, p
 		Body:          &responseBody{t: t, c: c, w: w, ctx: ctx, stop: stop},
 		ContentLength: contentLength,
 		Request:       req,
-	}, nil
+	}, true, nil
 }
 
 // isConnGone reports whether err means that the peer had closed the
@@ -301,8 +331,10 @@ func open(nc net.Conn) bool {
 // FCGI_GET_VALUES and waits for FCGI_GET_VALUES_RESULT (or FCGI_UNKNOWN_TYPE
 // from an application that does not implement it, which is an answer too).
 // It uses an idle connection when there is one, because a single-process
-// php-cgi blocks on its kept connection and would not accept a new one, and
-// it closes the connection afterwards, because php-cgi does.
+// php-cgi blocks on its kept connection and would not accept a new one.
+// It closes the connection afterwards: whether an application keeps a
+// connection after a management record varies (php-cgi 8.2 does, the
+// specification does not say), and a ping is rare enough to dial again.
 func (t *Transport) Ping(ctx context.Context) error {
 	if t.Dial == nil {
 		return errors.New("fastcgi: Transport.Dial is nil")

@@ -55,7 +55,7 @@ type proc struct {
 	err    error         // Wait's result, valid after exited
 }
 
-func (p *proc) wait(t *testing.T) error {
+func (p *proc) wait(t testing.TB) error {
 	t.Helper()
 	select {
 	case <-p.exited:
@@ -67,7 +67,7 @@ func (p *proc) wait(t *testing.T) error {
 }
 
 // start runs cmd in its own process group and registers its cleanup.
-func start(t *testing.T, cmd *exec.Cmd, output *lockedBuffer) *proc {
+func start(t testing.TB, cmd *exec.Cmd, output *lockedBuffer) *proc {
 	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -90,7 +90,7 @@ func start(t *testing.T, cmd *exec.Cmd, output *lockedBuffer) *proc {
 
 // shortDir returns a fresh directory with a short path: unix socket paths
 // are limited to 108 bytes and test names make t.TempDir long.
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "drw")
 	if err != nil {
@@ -100,7 +100,7 @@ func shortDir(t *testing.T) string {
 	return dir
 }
 
-func testdataDir(t *testing.T) string {
+func testdataDir(t testing.TB) string {
 	t.Helper()
 	dir, err := filepath.Abs("testdata")
 	if err != nil {
@@ -123,7 +123,7 @@ type shimOptions struct {
 // launchShim starts drover_wsgi.py the way drover does: a listening unix
 // socket as fd 0 and DROVER_READY_FD on a pipe. ready reports whether the
 // shim said READY (false: it exited first).
-func launchShim(t *testing.T, o shimOptions) (p *proc, ready bool) {
+func launchShim(t testing.TB, o shimOptions) (p *proc, ready bool) {
 	t.Helper()
 	if _, err := os.Stat(debianPython); err != nil {
 		t.Skipf("%s not available", debianPython)
@@ -182,7 +182,7 @@ func appendInt(b []byte, n int) []byte {
 }
 
 // startShim launches the shim and fails the test unless it becomes ready.
-func startShim(t *testing.T, o shimOptions) *proc {
+func startShim(t testing.TB, o shimOptions) *proc {
 	t.Helper()
 	p, ready := launchShim(t, o)
 	if !ready {
@@ -194,12 +194,12 @@ func startShim(t *testing.T, o shimOptions) *proc {
 
 // startUWSGI runs real uWSGI on a unix socket and waits until its log says
 // the application is loaded.
-func startUWSGI(t *testing.T, wsgiFile string, extra ...string) *proc {
+func startUWSGI(t testing.TB, wsgiFile string, extra ...string) *proc {
 	t.Helper()
 	return startUWSGIPlugins(t, "python3,ping", wsgiFile, extra...)
 }
 
-func startUWSGIPlugins(t *testing.T, plugins, wsgiFile string, extra ...string) *proc {
+func startUWSGIPlugins(t testing.TB, plugins, wsgiFile string, extra ...string) *proc {
 	t.Helper()
 	bin, err := exec.LookPath("uwsgi")
 	if err != nil {

@@ -63,6 +63,13 @@ func TestShimValidatedApp(t *testing.T) {
 		t.Fatalf("HEAD /hello = %d %q length %d", resp.StatusCode, body, resp.ContentLength)
 	}
 
+	// HEAD of a streamed (generator) response: no body bytes at all, or
+	// the next request on the connection would read them.
+	resp, body = do(t, tr, "HEAD", "http://example.org/big?n=100000", nil)
+	if resp.StatusCode != 200 || body != "" {
+		t.Fatalf("HEAD /big = %d %q", resp.StatusCode, body)
+	}
+
 	src, err := os.ReadFile(filepath.Join("testdata", "common.py"))
 	if err != nil {
 		t.Fatal(err)

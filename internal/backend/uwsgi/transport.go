@@ -228,6 +228,7 @@ type exchange struct {
 	pending  atomic.Int32
 	failed   atomic.Bool
 	reusable bool                  // set by the reader before it finishes
+	brFree   bool                  // the reader is done with c.br: it may be recycled
 	werr     atomic.Pointer[error] // the writer's error, for the reader to report
 }
 
@@ -251,7 +252,7 @@ func (x *exchange) done(ok bool) {
 	if !x.failed.Load() && x.reusable {
 		x.t.putIdle(x.c)
 	} else {
-		x.t.discard(x.c)
+		x.t.discard(x.c, x.brFree)
 	}
 }
 
@@ -422,6 +423,7 @@ func writeHTTPChunked(nc net.Conn, b []byte, body io.Reader) (clientFailed bool,
 func (x *exchange) readResponse(req *http.Request) (resp *http.Response, retry bool, err error) {
 	br := x.c.br
 	if _, err := br.Peek(1); err != nil {
+		x.brFree = true
 		x.done(false)
 		return nil, x.ctx.Err() == nil, x.errorf("read response head", err)
 	}
@@ -432,12 +434,14 @@ func (x *exchange) readResponse(req *http.Request) (resp *http.Response, retry b
 		resp, err = http.ReadResponse(br, req)
 	}
 	if err != nil {
+		x.brFree = true
 		x.done(false)
 		return nil, false, x.errorf("read response head", err)
 	}
 	x.reusable = x.t.KeepAlive && !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	if resp.Body == http.NoBody {
 		x.detach()
+		x.brFree = true
 		x.done(br.Buffered() == 0)
 		return resp, false, nil
 	}
@@ -457,15 +461,26 @@ type respBody struct {
 	rc         io.ReadCloser
 	x          *exchange
 	resetIsEOF bool
+	eof        bool // Read saw the end; only Read's goroutine touches it
 	finished   atomic.Bool
 }
 
+var errBodyClosed = errors.New("uwsgi: read on closed response body")
+
 func (b *respBody) Read(p []byte) (int, error) {
+	if b.finished.Load() {
+		// The connection and its buffer may belong to another request now.
+		if b.eof {
+			return 0, io.EOF
+		}
+		return 0, errBodyClosed
+	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == nil:
 		return n, nil
 	case err == io.EOF || b.resetIsEOF && errors.Is(err, syscall.ECONNRESET):
+		b.eof = true
 		b.finish(true)
 		return n, io.EOF
 	}
@@ -488,6 +503,8 @@ func (b *respBody) finish(ok bool) {
 		ok = false // bytes past the response: the stream is out of step
 	}
 	if ok {
+		// Only Read calls finish(true), so no Read is using the buffer.
+		b.x.brFree = true
 		b.x.detach()
 	} else {
 		b.x.abort()
@@ -530,19 +547,19 @@ func (t *Transport) ping(ctx context.Context, c *conn) error {
 	stopped := stop()
 	switch {
 	case err != nil:
-		t.discard(c)
+		t.discard(c, true)
 		if cerr := ctx.Err(); cerr != nil {
 			err = cerr
 		}
 		return fmt.Errorf("uwsgi: ping: %w", err)
 	case h[0] != modPing:
-		t.discard(c)
+		t.discard(c, true)
 		return fmt.Errorf("uwsgi: ping: answer has modifier1 %d, want %d", h[0], modPing)
 	}
 	if stopped && t.KeepAlive && c.br.Buffered() == 0 {
 		t.putIdle(c)
 	} else {
-		t.discard(c)
+		t.discard(c, true)
 	}
 	return nil
 }
@@ -611,7 +628,9 @@ func (t *Transport) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uwsgi: dial: %w", err)
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10)}, nil
+	br := brPool.Get().(*bufio.Reader)
+	br.Reset(nc)
+	return &conn{nc: nc, br: br}, nil
 }
 
 // putIdle hands a healthy connection to the first waiter, or keeps it idle.
@@ -631,13 +650,22 @@ func (t *Transport) putIdle(c *conn) {
 		return
 	}
 	t.mu.Unlock()
-	c.nc.Close()
-	t.dropSlot()
+	t.discard(c, true)
 }
 
-// discard closes a connection that must not be reused.
-func (t *Transport) discard(c *conn) {
+// brPool recycles read buffers: real uWSGI needs a connection, and so a
+// buffer, per request.
+var brPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+
+// discard closes a connection that must not be reused; recycleBuf says that
+// nothing reads its buffer any more.
+func (t *Transport) discard(c *conn, recycleBuf bool) {
 	c.nc.Close()
+	if recycleBuf {
+		c.br.Reset(nil)
+		brPool.Put(c.br)
+		c.br = nil
+	}
 	if t.KeepAlive {
 		t.dropSlot()
 	}
@@ -676,7 +704,6 @@ func (t *Transport) CloseIdleConnections() {
 	t.idle = nil
 	t.mu.Unlock()
 	for _, c := range idle {
-		c.nc.Close()
-		t.dropSlot()
+		t.discard(c, true)
 	}
 }

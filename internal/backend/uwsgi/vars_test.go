@@ -203,6 +203,7 @@ type fakeServer struct {
 	wg    sync.WaitGroup
 	dials int
 	mu    sync.Mutex
+	conns []net.Conn
 }
 
 func newFakeServer(t *testing.T, handle func(c net.Conn)) *fakeServer {
@@ -221,6 +222,9 @@ func newFakeServer(t *testing.T, handle func(c net.Conn)) *fakeServer {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -231,6 +235,11 @@ func newFakeServer(t *testing.T, handle func(c net.Conn)) *fakeServer {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
 		s.wg.Wait()
 	})
 	return s
