@@ -11,6 +11,7 @@
 //	SAMPLE_NEVER_READY=1      never listen
 //	SAMPLE_IGNORE_TERM=1      ignore SIGTERM
 //	SAMPLE_LISTEN=tcp|unix    force one of the two addresses
+//	SAMPLE_SLEEP_PARAM=ms     "/" sleeps ?ms= milliseconds and answers its pid
 package main
 
 import (
@@ -85,6 +86,14 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Pid", pid)
 	switch r.URL.Path {
 	case "/", "/hello":
+		if ms := q.Get(os.Getenv("SAMPLE_SLEEP_PARAM")); ms != "" {
+			// The pooling test's common protocol across kinds: sleep
+			// ?ms= milliseconds, answer the pid.
+			n, _ := strconv.Atoi(ms)
+			time.Sleep(time.Duration(n) * time.Millisecond)
+			io.WriteString(w, pid+"\n")
+			return
+		}
 		io.WriteString(w, "hello\n")
 	case "/pid":
 		io.WriteString(w, pid+"\n")

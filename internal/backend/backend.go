@@ -57,6 +57,9 @@ type ConnInfo struct {
 	LocalAddr string
 	// HTTPS is true when the client connection used TLS.
 	HTTPS bool
+	// ScriptName is the route prefix that strip_prefix removed from the
+	// path: where the application is mounted (WSGI's SCRIPT_NAME).
+	ScriptName string
 }
 
 type connInfoKey struct{}

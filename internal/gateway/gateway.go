@@ -100,9 +100,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if route.StripPrefix {
 		stripPrefix(r, route.Path)
+		r = r.WithContext(context.WithValue(r.Context(), scriptNameKey{}, strings.TrimSuffix(route.Path, "/")))
 	}
 	route.Handler.ServeHTTP(w, r)
 }
+
+// scriptNameKey carries the prefix strip_prefix removed.
+type scriptNameKey struct{}
 
 // Listen starts serving on addr ("host:port" or "unix:/path"). Listening
 // errors are returned at once; serving runs until Shutdown or Close(addr).

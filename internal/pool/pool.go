@@ -238,7 +238,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
 		p.mu.Unlock()
 		return inst, nil
 	}
-	if p.waiters.n >= p.cfg.QueueLength {
+	if p.waiters.n >= p.cfg.QueueLength && p.backlogLocked() >= p.cfg.QueueLength {
 		p.mu.Unlock()
 		return nil, ErrQueueFull
 	}
@@ -271,6 +271,17 @@ func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
 	case <-timeout:
 		return nil, p.abandon(w, ErrWaitTimeout)
 	}
+}
+
+// backlogLocked is how many waiting requests no instance is on its way
+// for: queue_length bounds these, not the requests that instances
+// starting now, or that can still be started, will take.
+func (p *Pool) backlogLocked() int {
+	coming := p.starting
+	if !p.now().Before(p.retryAt) {
+		coming += max(p.cfg.MaxInstances-len(p.instances), 0)
+	}
+	return p.waiters.n - coming*p.cfg.InstanceConcurrency
 }
 
 // abandon takes a waiter out of the queue after its caller gave up. If a

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ type Spec struct {
 	// Output receives the process's stdout and stderr line by line
 	// (stream is "stdout" or "stderr"); nil discards them.
 	Output func(stream, line string)
+	// Stdout, when set, becomes fd 1 as is (a CGI program's response
+	// goes there); Output then gets stderr only.
+	Stdout *os.File
 	// Credential, when set, runs the process as another user and group.
 	Credential *syscall.Credential
 	// Limits applied before the program's first instruction.
@@ -121,8 +125,13 @@ func Start(spec Spec) (*Process, error) {
 	}
 	p := &Process{cmd: cmd, done: make(chan struct{})}
 	var childEnds []*os.File
+	streams := []string{"stdout", "stderr"}
+	if spec.Stdout != nil {
+		cmd.Stdout = spec.Stdout
+		streams = streams[1:]
+	}
 	if spec.Output != nil {
-		for range 2 {
+		for range streams {
 			r, w, err := os.Pipe()
 			if err != nil {
 				p.closePipes()
@@ -132,7 +141,10 @@ func Start(spec Spec) (*Process, error) {
 			p.pipes = append(p.pipes, r)
 			childEnds = append(childEnds, w)
 		}
-		cmd.Stdout, cmd.Stderr = childEnds[0], childEnds[1]
+		if spec.Stdout == nil {
+			cmd.Stdout = childEnds[0]
+		}
+		cmd.Stderr = childEnds[len(childEnds)-1]
 	}
 	spawnOnce.Do(func() {
 		spawnCh = make(chan spawnReq)
@@ -150,23 +162,39 @@ func Start(spec Spec) (*Process, error) {
 	p.Pid = cmd.Process.Pid
 	for i, r := range p.pipes {
 		p.readers.Add(1)
-		go p.read(r, [2]string{"stdout", "stderr"}[i], spec.Output)
+		go p.read(r, streams[i], spec.Output)
 	}
 	go p.wait()
 	return p, nil
 }
 
-// resolve finds the program in PATH (the worker's, if its env sets one).
+// resolve finds the program in the worker's PATH (from spec.Env), not
+// drover's: the worker must get the program its own environment names.
 func resolve(cmd *exec.Cmd, spec Spec) error {
 	if spec.Path != "" || containsSlash(spec.Args[0]) {
 		return nil
 	}
-	lp, err := exec.LookPath(spec.Args[0])
-	if err != nil {
-		return fmt.Errorf("start %s: %w", spec.Args[0], err)
+	path, ok := "", false
+	for _, kv := range spec.Env {
+		if v, found := strings.CutPrefix(kv, "PATH="); found {
+			path, ok = v, true
+		}
 	}
-	cmd.Path = lp
-	return nil
+	if !ok {
+		path = os.Getenv("PATH")
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		f := filepath.Join(dir, spec.Args[0])
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			cmd.Path = f
+			cmd.Err = nil
+			return nil
+		}
+	}
+	return fmt.Errorf("start %s: %w", spec.Args[0], exec.ErrNotFound)
 }
 
 func containsSlash(s string) bool {

@@ -23,6 +23,7 @@ import (
 	"github.com/drover-pool/drover/internal/gateway"
 	"github.com/drover-pool/drover/internal/pool"
 	"github.com/drover-pool/drover/internal/service"
+	"github.com/drover-pool/drover/python"
 )
 
 // Options are what a Server needs besides its configuration.
@@ -158,7 +159,7 @@ func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return nil, fmt.Errorf("pool %q: runtime dir: %w", pc.Name, err)
 	}
-	kind, err := newKind(pc, dir)
+	kind, err := s.newKind(pc, dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
 	}
@@ -196,7 +197,7 @@ func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
 }
 
 // newKind picks the backend for a pool's kind.
-func newKind(pc *config.Pool, dir string) (backend.Kind, error) {
+func (s *Server) newKind(pc *config.Pool, dir string) (backend.Kind, error) {
 	switch pc.Kind {
 	case "http":
 		k := &backend.HTTP{SocketDir: dir, Pool: pc.Name, MaxIdleConns: 2 * pc.InstanceConcurrency}
@@ -204,6 +205,18 @@ func newKind(pc *config.Pool, dir string) (backend.Kind, error) {
 			k.HealthPath = pc.Health.Path
 		}
 		return k, nil
+	case "fastcgi":
+		return &backend.FastCGI{SocketDir: dir, Pool: pc.Name, Root: pc.Root, Script: pc.Script,
+			MaxIdleConns: pc.InstanceConcurrency, Logger: s.log}, nil
+	case "uwsgi":
+		return &backend.UWSGI{SocketDir: dir, Pool: pc.Name}, nil
+	case "wsgi":
+		shim, err := python.WriteShim(s.cfg.Server.RuntimeDir)
+		if err != nil {
+			return nil, fmt.Errorf("write the WSGI shim: %w", err)
+		}
+		return &backend.WSGI{SocketDir: dir, Pool: pc.Name, Shim: shim, Python: pc.Python, App: pc.App,
+			PythonPath: pc.PythonPath, Dir: pc.Dir, Concurrency: pc.InstanceConcurrency}, nil
 	}
 	return nil, fmt.Errorf("kind %q is not supported yet", pc.Kind)
 }

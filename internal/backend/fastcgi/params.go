@@ -2,6 +2,7 @@ package fastcgi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,19 +46,74 @@ type param struct{ name, value string }
 // fastcgi_params does, so that PHP applications see the $_SERVER they
 // were written for.
 func (t *Transport) params(req *http.Request, dst []param) ([]param, error) {
-	ctx := req.Context()
 	var ci ConnInfo
 	if t.ConnInfo != nil {
-		ci, _ = t.ConnInfo(ctx)
+		ci, _ = t.ConnInfo(req.Context())
 	} else {
-		ci, _ = ConnInfoFrom(ctx)
+		ci, _ = ConnInfoFrom(req.Context())
 	}
+	p, _, _ := metaVars(req, t.Root, t.Script, phpIndex, ci, dst)
+	for name, value := range t.Params {
+		set(&p, name, value)
+	}
+	for _, kv := range p {
+		if strings.IndexByte(kv.name, 0) >= 0 || strings.IndexByte(kv.value, 0) >= 0 {
+			return p, fmt.Errorf("fastcgi: param %q contains a NUL byte", kv.name)
+		}
+		if kv.name == "" {
+			return p, fmt.Errorf("fastcgi: empty param name")
+		}
+	}
+	return p, nil
+}
 
+// phpIndex is the script a directory runs under Transport.Root.
+const phpIndex = "index.php"
+
+// ErrNoScript is returned by CGIParams when, under a document root, no
+// prefix of the URL path names a regular file.
+var ErrNoScript = errors.New("no script for this path")
+
+// CGIParams returns the CGI/1.1 meta-variables (RFC 3875 section 4.1) of
+// req as "NAME=value" strings, built exactly as Transport builds its
+// params, for a CGI host that passes them in a process environment; and
+// SCRIPT_FILENAME, the program to run.
+//
+// root and script have the meaning of Transport.Root and Transport.Script,
+// except that a directory has no index script: a CGI directory holds
+// programs, not a front controller. Under root, a path that names no
+// regular file gives ErrNoScript; a fixed script is not checked.
+// CONTENT_LENGTH is set when req.ContentLength > 0. A NUL byte in a name
+// or value, or a name with '=', is an error: it cannot be passed in an
+// environment.
+func CGIParams(req *http.Request, root, script string, ci ConnInfo) (vars []string, scriptFilename string, err error) {
+	if root == "" && script == "" {
+		return nil, "", errors.New("cgi: neither a document root nor a script is set")
+	}
+	p, filename, found := metaVars(req, root, script, "", ci, nil)
+	if !found {
+		return nil, filename, ErrNoScript
+	}
+	vars = make([]string, 0, len(p))
+	for _, kv := range p {
+		if kv.name == "" || strings.ContainsAny(kv.name, "=\x00") || strings.IndexByte(kv.value, 0) >= 0 {
+			return nil, filename, fmt.Errorf("cgi: meta-variable %q cannot be passed in an environment", kv.name)
+		}
+		vars = append(vars, kv.name+"="+kv.value)
+	}
+	return vars, filename, nil
+}
+
+// metaVars builds the meta-variables common to FastCGI and CGI. found
+// reports whether the script was found: always with a fixed script, and
+// under root when a prefix of the path names a regular file.
+func metaVars(req *http.Request, root, script, index string, ci ConnInfo, dst []param) (p []param, filename string, found bool) {
+	ctx := req.Context()
 	urlPath := path.Clean("/" + req.URL.Path)
-	filename, scriptName, pathInfo := t.splitScript(urlPath)
-	docRoot := t.Root
-	if docRoot == "" && t.Script != "" {
-		docRoot = filepath.Dir(t.Script)
+	filename, scriptName, pathInfo, found := splitScript(root, script, index, urlPath)
+	docRoot := root
+	if docRoot == "" && script != "" {
+		docRoot = filepath.Dir(script)
 	}
 
 	method := req.Method
@@ -97,7 +153,7 @@ func (t *Transport) params(req *http.Request, dst []param) ([]param, error) {
 		}
 	}
 
-	p := dst[:0]
+	p = dst[:0]
 	add := func(name, value string) { p = append(p, param{name, value}) }
 	if filename != "" {
 		add("SCRIPT_FILENAME", filename)
@@ -152,18 +208,7 @@ func (t *Transport) params(req *http.Request, dst []param) ([]param, error) {
 		}
 		add(headerParamName(name), strings.Join(values, sep))
 	}
-	for name, value := range t.Params {
-		set(&p, name, value)
-	}
-	for _, kv := range p {
-		if strings.IndexByte(kv.name, 0) >= 0 || strings.IndexByte(kv.value, 0) >= 0 {
-			return p, fmt.Errorf("fastcgi: param %q contains a NUL byte", kv.name)
-		}
-		if kv.name == "" {
-			return p, fmt.Errorf("fastcgi: empty param name")
-		}
-	}
-	return p, nil
+	return p, filename, found
 }
 
 // set replaces the value of name in *p, or appends it.
@@ -205,28 +250,36 @@ func splitAddr(addr string) (host, port string) {
 
 // splitScript maps the clean URL path p to SCRIPT_FILENAME, SCRIPT_NAME and
 // PATH_INFO.
+func (t *Transport) splitScript(p string) (filename, scriptName, pathInfo string) {
+	filename, scriptName, pathInfo, _ = splitScript(t.Root, t.Script, phpIndex, p)
+	return filename, scriptName, pathInfo
+}
+
+// splitScript maps the clean URL path p to SCRIPT_FILENAME, SCRIPT_NAME and
+// PATH_INFO.
 //
-// With Script set (a front controller), every request runs that file;
+// With script set (a front controller), every request runs that file;
 // SCRIPT_NAME is the script's own name when the path starts with it
 // ("/index.php/blog" → "/index.php" + "/blog"), else empty with the whole
 // path as PATH_INFO, keeping SCRIPT_NAME+PATH_INFO equal to the path.
 //
-// With Root, SCRIPT_NAME is the longest prefix of p that names a regular
-// file under Root ("/index.php/foo/bar" → "/index.php" + "/foo/bar"), which
+// With root, SCRIPT_NAME is the longest prefix of p that names a regular
+// file under root ("/index.php/foo/bar" → "/index.php" + "/foo/bar"), which
 // is what nginx's fastcgi_split_path_info is usually configured to do
-// without its regular expression. A directory runs its index.php. When no
-// file matches, the whole path is passed so that the application answers
-// the 404 ("No input file specified." from php-cgi).
-func (t *Transport) splitScript(p string) (filename, scriptName, pathInfo string) {
-	if t.Script != "" {
-		base := "/" + filepath.Base(t.Script)
+// without its regular expression. A directory runs its index script, when
+// index is set. When no file matches, found is false and the whole path is
+// passed, so that a FastCGI application can answer the 404 ("No input file
+// specified." from php-cgi).
+func splitScript(root, script, index, p string) (filename, scriptName, pathInfo string, found bool) {
+	if script != "" {
+		base := "/" + filepath.Base(script)
 		if strings.HasPrefix(p, base) && (len(p) == len(base) || p[len(base)] == '/') {
-			return t.Script, base, p[len(base):]
+			return script, base, p[len(base):], true
 		}
-		return t.Script, "", p
+		return script, "", p, true
 	}
-	if t.Root == "" {
-		return "", "", p
+	if root == "" {
+		return "", "", p, false
 	}
 	for i := 1; ; {
 		end := len(p)
@@ -234,25 +287,28 @@ func (t *Transport) splitScript(p string) (filename, scriptName, pathInfo string
 			end = i + j
 		}
 		prefix := p[:end]
-		fi, err := os.Stat(filepath.Join(t.Root, filepath.FromSlash(prefix)))
+		fi, err := os.Stat(filepath.Join(root, filepath.FromSlash(prefix)))
 		if err != nil {
 			break
 		}
 		if fi.Mode().IsRegular() {
-			return filepath.Join(t.Root, filepath.FromSlash(prefix)), prefix, p[end:]
+			return filepath.Join(root, filepath.FromSlash(prefix)), prefix, p[end:], true
 		}
 		if !fi.IsDir() {
 			break
 		}
 		if end == len(p) {
-			index := path.Join(prefix, "index.php")
-			name := filepath.Join(t.Root, filepath.FromSlash(index))
+			if index == "" {
+				break
+			}
+			indexPath := path.Join(prefix, index)
+			name := filepath.Join(root, filepath.FromSlash(indexPath))
 			if fi, err := os.Stat(name); err == nil && fi.Mode().IsRegular() {
-				return name, index, ""
+				return name, indexPath, "", true
 			}
 			break
 		}
 		i = end + 1
 	}
-	return filepath.Join(t.Root, filepath.FromSlash(p)), p, ""
+	return filepath.Join(root, filepath.FromSlash(p)), p, "", false
 }

@@ -224,6 +224,19 @@ func (s *stream) emit(line []byte) {
 	}
 }
 
+// ReadCGIHeader parses a CGI response header (RFC 3875 section 6) from r,
+// as Transport does with a FastCGI application's output: header lines
+// ended by \r\n or \n up to an empty line; Status ("404" or "404 Not
+// Found") gives the code and status line, a Location without Status is a
+// 302 redirect, and the default is 200. What follows the empty line is
+// left in r: the body. A malformed line, or the end of r before the
+// empty line, is an error. Nothing here bounds the header's size: a
+// caller that reads untrusted output bounds it with the reader under r,
+// as Transport does (1 MiB).
+func ReadCGIHeader(r *bufio.Reader) (code int, status string, h http.Header, err error) {
+	return readHeader(r)
+}
+
 // readHeader parses a CGI response header (RFC 3875 section 6): header
 // lines ended by \r\n or \n up to an empty line; Status gives the code,
 // Location without Status means a redirect.

@@ -226,7 +226,7 @@ func TestShimErrors(t *testing.T) {
 
 func TestShimFlask(t *testing.T) {
 	if err := exec.Command(debianPython, "-c", "import flask").Run(); err != nil {
-		t.Skip("python3-flask not installed for /usr/bin/python3")
+		missing(t, "python3-flask for /usr/bin/python3")
 	}
 	p := startShim(t, shimOptions{app: "flaskapp:app"})
 	tr, d := shimTransport(p, 1)

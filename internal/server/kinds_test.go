@@ -1,0 +1,290 @@
+package server_test
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-pool/drover/internal/drovertest"
+	"github.com/drover-pool/drover/internal/events"
+)
+
+// appsDir is examples/apps: the PHP, WSGI and CGI sample apps.
+func appsDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "examples", "apps")
+}
+
+// need fails the test on CI when a program the tests use is missing
+// (.ci/run installs them all), and skips it on a developer's machine.
+func need(t *testing.T, program string, args ...string) {
+	t.Helper()
+	if err := exec.Command(program, args...).Run(); err == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s %v does not run; .ci/run must install it", program, args)
+	}
+	t.Skipf("%s not installed", program)
+}
+
+// kindCases are one sample app per kind that sleeps ?ms= and answers its
+// pid, with the pool settings that run it.
+func kindCases(t *testing.T) []struct{ name, pool, check string } {
+	apps := appsDir()
+	return []struct{ name, pool, check string }{
+		{"http", `command = ["{{.App}}"]
+env = { SAMPLE_SLEEP_PARAM = "ms" }`, ""},
+		{"fastcgi", `kind = "fastcgi"
+command = ["php-cgi", "-n"]
+script = "` + apps + `/sleep.php"`, "php-cgi"},
+		{"wsgi", `kind = "wsgi"
+python = "/usr/bin/python3"
+app = "wsgiapp:sleepy"
+pythonpath = ["` + apps + `"]`, "/usr/bin/python3"},
+		{"uwsgi", `kind = "uwsgi"
+command = ["uwsgi", "--plugin", "python3", "--pythonpath", "` + apps + `", "--module", "wsgiapp:sleepy", "--master", "--processes", "1", "--die-on-term", "--disable-logging"]`, "uwsgi"},
+	}
+}
+
+// TestPoolingAcrossKinds runs the same pooling scenario on every kind:
+// nothing starts before a request, two slow requests start two instances,
+// a third waits in the queue, a fourth finds the queue full, and no kind
+// ever runs more than max_instances.
+func TestPoolingAcrossKinds(t *testing.T) {
+	for _, c := range kindCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			switch c.check {
+			case "php-cgi":
+				need(t, "php-cgi", "-v")
+			case "/usr/bin/python3":
+				need(t, "/usr/bin/python3", "-c", "pass")
+			case "uwsgi":
+				need(t, "uwsgi", "--plugin", "python3", "--version")
+			}
+			d := drovertest.Start(t, header+`
+[pool.app]
+`+c.pool+`
+max_instances = 2
+queue_length = 1
+startup_timeout = "20s"
+`)
+			p := d.Pool("app")
+			if n := len(p.Info().Instances); n != 0 {
+				t.Fatalf("%d instances before the first request", n)
+			}
+			var wg sync.WaitGroup
+			codes := make(chan int, 3)
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					code, _, _ := drovertest.Get(t, d.URL+"/?ms=1500")
+					codes <- code
+				}()
+			}
+			drovertest.Eventually(t, 20*time.Second, "two instances busy", func() bool { return busy(p.Info().Instances) == 2 })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, _, _ := drovertest.Get(t, d.URL+"/?ms=10")
+				codes <- code
+			}()
+			drovertest.Eventually(t, 5*time.Second, "third request queued", func() bool { return p.Info().Waiting == 1 })
+			if code, _, h := drovertest.Get(t, d.URL+"/?ms=10"); code != 503 || h.Get("Drover-Error") != "queue-full" {
+				t.Errorf("fourth request: %d %q, want 503 queue-full", code, h.Get("Drover-Error"))
+			}
+			if n := len(p.Info().Instances); n > 2 {
+				t.Errorf("%d instances, max_instances is 2", n)
+			}
+			wg.Wait()
+			close(codes)
+			for code := range codes {
+				if code != 200 {
+					t.Errorf("a pooled request got %d", code)
+				}
+			}
+		})
+	}
+}
+
+// TestPHPThroughDrover: php-cgi as a FastCGI pool sees the right
+// $_SERVER, reads a 10 MiB body exactly, sets a status and a header,
+// streams, and redirects.
+func TestPHPThroughDrover(t *testing.T) {
+	need(t, "php-cgi", "-v")
+	apps := appsDir()
+	d := drovertest.Start(t, `
+[server]
+listen = ["{{.Listen}}"]
+admin = ""
+access_log = ""
+runtime_dir = "{{.Runtime}}"
+[[route]]
+path = "/php"
+pool = "php"
+strip_prefix = true
+[pool.php]
+kind = "fastcgi"
+command = ["php-cgi", "-n", "-d", "output_buffering=0", "-d", "implicit_flush=1", "-d", "post_max_size=64M"]
+root = "`+apps+`"
+`)
+	body := bytes.Repeat([]byte("drover-"), (10<<20)/7+1)[:10<<20]
+	resp, err := http.Post(d.URL+"/php/server.php/extra/path?x=1&y=2&status=201", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	sum := md5.Sum(body)
+	want := map[string]any{
+		"SCRIPT_NAME": "/server.php", "PATH_INFO": "/extra/path", "QUERY_STRING": "x=1&y=2&status=201",
+		"REMOTE_ADDR": "127.0.0.1", "HTTPS": nil, "body_len": float64(10 << 20), "body_md5": hex.EncodeToString(sum[:]),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("$_SERVER/%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if resp.StatusCode != 201 || resp.Header.Get("X-Drover-Test") != "yes" {
+		t.Errorf("status %d header %q, want 201 and X-Drover-Test", resp.StatusCode, resp.Header.Get("X-Drover-Test"))
+	}
+
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noRedirect.Get(d.URL + "/php/server.php?redirect=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 302 || resp.Header.Get("Location") != "/elsewhere" {
+		t.Errorf("redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	// Streaming: the first part arrives while PHP still waits for the
+	// gate, which the test opens only after reading it.
+	gate := filepath.Join(t.TempDir(), "gate")
+	resp, err = http.Get(d.URL + "/php/stream.php?gate=" + gate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "part1\n" {
+		t.Fatalf("first part: %q %v", buf, err)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	rest, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(rest) != "part2\n" {
+		t.Errorf("second part %q", rest)
+	}
+}
+
+// TestWSGIThroughDrover: an app under Python's wsgiref.validate validator
+// and a Flask app, run by drover's shim.
+func TestWSGIThroughDrover(t *testing.T) {
+	need(t, "/usr/bin/python3", "-c", "import flask")
+	apps := appsDir()
+	d := drovertest.Start(t, `
+[server]
+listen = ["{{.Listen}}"]
+admin = ""
+access_log = ""
+runtime_dir = "{{.Runtime}}"
+[[route]]
+path = "/v"
+pool = "validated"
+strip_prefix = true
+[[route]]
+path = "/flask"
+pool = "flask"
+strip_prefix = true
+[pool.validated]
+kind = "wsgi"
+python = "/usr/bin/python3"
+app = "wsgiapp:validated"
+pythonpath = ["`+apps+`"]
+[pool.flask]
+kind = "wsgi"
+python = "/usr/bin/python3"
+app = "flaskapp:app"
+dir = "`+apps+`"
+`)
+	code, body, _ := get(t, d.URL+"/v/hello")
+	if code != 200 || !strings.HasPrefix(body, "/v ") {
+		t.Fatalf("validated GET: %d %q (want SCRIPT_NAME /v)", code, body)
+	}
+	pid := strings.Fields(body)[1]
+	payload := bytes.Repeat([]byte("x"), 100000)
+	resp, err := http.Post(d.URL+"/v/post", "text/plain", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sum := md5.Sum(payload)
+	if want := fmt.Sprintf("100000 %s\n", hex.EncodeToString(sum[:])); string(b) != want {
+		t.Errorf("validated POST: %q, want %q", b, want)
+	}
+	if code, body, _ := get(t, d.URL+"/v/stream"); code != 200 || body != "chunk 0\nchunk 1\nchunk 2" {
+		t.Errorf("stream: %d %q", code, body)
+	}
+	if code, _, _ := get(t, d.URL+"/v/boom"); code != 500 {
+		t.Errorf("exception: %d, want 500", code)
+	}
+	if _, body, _ := get(t, d.URL+"/v/hello"); strings.Fields(body)[1] != pid {
+		t.Errorf("the instance did not live on after an exception: %s then %s", pid, body)
+	}
+	if strings.Contains(d.Logs.String(), "boom on purpose") == false {
+		t.Errorf("traceback not in drover's log")
+	}
+
+	if code, body, _ := get(t, d.URL+"/flask/hello/drover"); code != 200 || body != "hello drover" {
+		t.Errorf("flask route: %d %q", code, body)
+	}
+	resp, err = http.Post(d.URL+"/flask/sum", "application/json", strings.NewReader(`{"numbers":[1,2,39]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"sum":42}` {
+		t.Errorf("flask JSON POST: %d %s", resp.StatusCode, b)
+	}
+	if code, _, _ := get(t, d.URL+"/flask/nope"); code != 404 {
+		t.Errorf("flask 404: %d", code)
+	}
+}
+
+// TestWSGIImportFailure: an app that fails to import is a startup failure
+// whose traceback is in the log.
+func TestWSGIImportFailure(t *testing.T) {
+	need(t, "/usr/bin/python3", "-c", "pass")
+	d := drovertest.Start(t, header+`
+[pool.app]
+kind = "wsgi"
+python = "/usr/bin/python3"
+app = "no_such_module_here:app"
+`)
+	if code, _, _ := get(t, d.URL+"/"); code != 502 {
+		t.Fatalf("got %d, want 502", code)
+	}
+	if len(eventsOf(d, events.StartupFailure)) == 0 {
+		t.Error("no startup-failure event")
+	}
+	drovertest.Eventually(t, 5*time.Second, "traceback in the log", func() bool {
+		return strings.Contains(d.Logs.String(), "No module named") || strings.Contains(d.Logs.String(), "ModuleNotFoundError")
+	})
+}
