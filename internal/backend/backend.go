@@ -44,6 +44,14 @@ type Endpoint interface {
 	Close() error
 }
 
+// Virtual is implemented by endpoints whose instance is not a long-lived
+// process: a cgi instance is a slot, and each request runs a process of
+// its own. The pool starts no process for them; Configure still gives the
+// endpoint the pool's process template (environment, identity, limits).
+type Virtual interface {
+	Virtual()
+}
+
 // ErrExited is returned by WaitReady when the process died before it
 // became ready.
 var ErrExited = errors.New("exited before it was ready")

@@ -40,7 +40,7 @@ func (p *Pool) cpuTick() {
 	insts := map[int]*Instance{}
 	var pids []int
 	for _, inst := range p.instances {
-		if inst.state == stateReady || inst.state == stateDraining {
+		if (inst.state == stateReady || inst.state == stateDraining) && inst.pid > 0 {
 			insts[inst.pid] = inst
 			pids = append(pids, inst.pid)
 		}

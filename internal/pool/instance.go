@@ -87,6 +87,10 @@ func (p *Pool) run(inst *Instance) {
 		p.startFailed(inst, events.SpawnFailure, err)
 		return
 	}
+	if proc == nil {
+		p.runVirtual(inst, ep)
+		return
+	}
 	p.events.Emit(events.Event{Kind: events.Spawn, Pool: p.name, PID: proc.Pid})
 
 	// A stop request during startup ends the wait early.
@@ -144,6 +148,12 @@ func (p *Pool) launch(inst *Instance) (backend.Endpoint, *process.Process, error
 		_ = ep.Close()
 		return nil, nil, err
 	}
+	if _, ok := ep.(backend.Virtual); ok {
+		p.mu.Lock()
+		inst.ep = ep
+		p.mu.Unlock()
+		return ep, nil, nil
+	}
 	proc, err := process.Start(spec)
 	ep.Started()
 	if err != nil {
@@ -154,6 +164,20 @@ func (p *Pool) launch(inst *Instance) (backend.Endpoint, *process.Process, error
 	inst.pid, inst.proc, inst.ep = proc.Pid, proc, ep
 	p.mu.Unlock()
 	return ep, proc, nil
+}
+
+// runVirtual keeps a processless instance (a cgi slot) in rotation until
+// it is stopped.
+func (p *Pool) runVirtual(inst *Instance, ep backend.Endpoint) {
+	if p.ready(inst) {
+		<-inst.ctx.Done()
+	}
+	_ = ep.Close()
+	p.mu.Lock()
+	p.removeLocked(inst)
+	p.ensureMinLocked()
+	p.maybeSpawnLocked()
+	p.unlock()
 }
 
 func (p *Pool) isStopping(inst *Instance) bool {

@@ -280,7 +280,7 @@ func (p *Pool) memoryTick() {
 	}
 	var pids []int
 	for _, inst := range p.instances {
-		if inst.state == stateReady {
+		if inst.state == stateReady && inst.pid > 0 {
 			pids = append(pids, inst.pid)
 		}
 	}

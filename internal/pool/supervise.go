@@ -140,6 +140,11 @@ func (p *Pool) Fail(inst *Instance, kind, detail string) {
 	p.retireLocked(inst)
 	inst.state = stateKilled
 	proc := inst.proc
+	if proc == nil {
+		// A virtual instance has no process of its own: its request's
+		// process dies with the request's context.
+		inst.cancelStop()
+	}
 	p.ensureMinLocked()
 	p.unlock()
 	if proc != nil {
