@@ -54,6 +54,8 @@ script = "` + apps + `/sleep.php"`, "php-cgi"},
 python = "/usr/bin/python3"
 app = "wsgiapp:sleepy"
 pythonpath = ["` + apps + `"]`, "/usr/bin/python3"},
+		{"cgi", `kind = "cgi"
+script = "` + apps + `/pid.cgi"`, ""},
 		{"uwsgi", `kind = "uwsgi"
 command = ["uwsgi", "--plugin", "python3", "--pythonpath", "` + apps + `", "--module", "wsgiapp:sleepy", "--master", "--processes", "1", "--die-on-term", "--disable-logging"]`, "uwsgi"},
 	}
@@ -84,6 +86,12 @@ startup_timeout = "20s"
 			p := d.Pool("app")
 			if n := len(p.Info().Instances); n != 0 {
 				t.Fatalf("%d instances before the first request", n)
+			}
+			if c.name == "cgi" {
+				// Each request's process must be counted: sample the
+				// shells running pid.cgi while the scenario runs.
+				stop := watchPeak(t, "pid.cgi", 2)
+				defer stop()
 			}
 			var wg sync.WaitGroup
 			codes := make(chan int, 3)
@@ -286,5 +294,73 @@ app = "no_such_module_here:app"
 	}
 	drovertest.Eventually(t, 5*time.Second, "traceback in the log", func() bool {
 		return strings.Contains(d.Logs.String(), "No module named") || strings.Contains(d.Logs.String(), "ModuleNotFoundError")
+	})
+}
+
+// watchPeak samples /proc for processes whose command line contains name
+// and fails the test if more than limit ever run at once.
+func watchPeak(t *testing.T, name string, limit int) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		peak := 0
+		for {
+			n := 0
+			ents, _ := os.ReadDir("/proc")
+			for _, e := range ents {
+				b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+				if err == nil && bytes.Contains(b, []byte(name)) {
+					n++
+				}
+			}
+			peak = max(peak, n)
+			select {
+			case <-done:
+				if peak > limit {
+					t.Errorf("%d processes of %s ran at once, max_instances is %d", peak, name, limit)
+				}
+				if peak == 0 {
+					t.Errorf("never saw %s running", name)
+				}
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// TestCGIThroughDrover: a CGI script answers, and request_timeout kills
+// its whole process group.
+func TestCGIThroughDrover(t *testing.T) {
+	apps := appsDir()
+	d := drovertest.Start(t, header+`
+[pool.app]
+kind = "cgi"
+script = "`+apps+`/pid.cgi"
+request_timeout = "500ms"
+`)
+	code, body, _ := get(t, d.URL+"/")
+	if code != 200 || body == "" {
+		t.Fatalf("cgi: %d %q", code, body)
+	}
+	start := time.Now()
+	code, _, reason := get(t, d.URL+"/?ms=30000")
+	if code != 504 || reason != "request-timeout" {
+		t.Fatalf("slow cgi: %d %q, want 504 request-timeout", code, reason)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("timeout after %s", el)
+	}
+	drovertest.Eventually(t, 5*time.Second, "the script and its sleep killed", func() bool {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if bytes.Contains(b, []byte("pid.cgi")) || bytes.Equal(b, []byte("sleep\x0030\x00")) {
+				return false
+			}
+		}
+		return true
 	})
 }

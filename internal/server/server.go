@@ -210,6 +210,8 @@ func (s *Server) newKind(pc *config.Pool, dir string) (backend.Kind, error) {
 			MaxIdleConns: pc.InstanceConcurrency, Logger: s.log}, nil
 	case "uwsgi":
 		return &backend.UWSGI{SocketDir: dir, Pool: pc.Name}, nil
+	case "cgi":
+		return &backend.CGI{Pool: pc.Name, Root: pc.Root, Script: pc.Script, TempDir: dir, Logger: s.log}, nil
 	case "wsgi":
 		shim, err := python.WriteShim(s.cfg.Server.RuntimeDir)
 		if err != nil {

@@ -232,15 +232,21 @@ func (s *stream) emit(line []byte) {
 // left in r: the body. A malformed line, or the end of r before the
 // empty line, is an error. Nothing here bounds the header's size: a
 // caller that reads untrusted output bounds it with the reader under r,
-// as Transport does (1 MiB).
+// as Transport does (1 MiB). Errors about the header's content wrap
+// ErrMalformedCGIHeader.
 func ReadCGIHeader(r *bufio.Reader) (code int, status string, h http.Header, err error) {
-	return readHeader(r)
+	return readHeader(r, ErrMalformedCGIHeader)
 }
+
+// ErrMalformedCGIHeader marks a CGI response header that ReadCGIHeader
+// cannot parse.
+var ErrMalformedCGIHeader = errors.New("malformed CGI response header")
 
 // readHeader parses a CGI response header (RFC 3875 section 6): header
 // lines ended by \r\n or \n up to an empty line; Status gives the code,
-// Location without Status means a redirect.
-func readHeader(r *bufio.Reader) (code int, status string, h http.Header, err error) {
+// Location without Status means a redirect. A malformed line is an error
+// that wraps bad.
+func readHeader(r *bufio.Reader, bad error) (code int, status string, h http.Header, err error) {
 	h = make(http.Header)
 	var buf []byte
 	for {
@@ -257,17 +263,17 @@ func readHeader(r *bufio.Reader) (code int, status string, h http.Header, err er
 		}
 		i := bytes.IndexByte(line, ':')
 		if i <= 0 || !validName(line[:i]) {
-			return 0, "", nil, fmt.Errorf("header line %q: %w", truncate(line), errProtocol)
+			return 0, "", nil, fmt.Errorf("header line %q: %w", truncate(line), bad)
 		}
 		value := strings.TrimSpace(string(line[i+1:]))
 		if strings.ContainsAny(value, "\x00\r") {
-			return 0, "", nil, fmt.Errorf("header line %q: %w", truncate(line), errProtocol)
+			return 0, "", nil, fmt.Errorf("header line %q: %w", truncate(line), bad)
 		}
 		name := textproto.CanonicalMIMEHeaderKey(string(line[:i]))
 		if name == "Status" {
 			var ok bool
 			if code, status, ok = parseStatus(value); !ok {
-				return 0, "", nil, fmt.Errorf("status %q: %w", truncate(line), errProtocol)
+				return 0, "", nil, fmt.Errorf("status %q: %w", truncate(line), bad)
 			}
 			continue
 		}

@@ -211,7 +211,7 @@ func (t *Transport) roundTrip(ctx context.Context, c *conn, req *http.Request, p
 	}
 
 	c.s.limit = headerLimit
-	code, reason, header, err := readHeader(c.hr)
+	code, reason, header, err := readHeader(c.hr, errProtocol)
 	if err != nil {
 		return nil, true, fail("read response header", err, w)
 	}

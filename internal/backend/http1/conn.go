@@ -1,0 +1,333 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"syscall"
+	"time"
+)
+
+// aLongTimeAgo is a deadline in the past: it makes blocked and future
+// reads and writes on a connection fail at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// conn is one connection to the upstream. Outside the idle pool it is
+// owned by one exchange: the RoundTrip goroutine, then the response body.
+type conn struct {
+	t  *Transport
+	nc net.Conn
+	br *bufio.Reader // reads from the conn itself, to count bytes
+
+	nread int64 // bytes read from nc so far
+	limit int64 // while reading a response head: nread may not pass it
+
+	reused  bool
+	idleSeq uint64
+	idleAt  time.Time
+
+	abortFn func() // c.abort, bound once for context.AfterFunc
+
+	rc syscall.RawConn // for alive; nil when nc is not a syscall.Conn
+}
+
+func (t *Transport) newConn(nc net.Conn) *conn {
+	c := &conn{t: t, nc: nc}
+	c.abortFn = c.abort
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
+	}
+	if br, ok := t.readers.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		c.br = br
+	} else {
+		size := t.ReadBufferSize
+		if size <= 0 {
+			size = DefaultReadBufferSize
+		}
+		c.br = bufio.NewReaderSize(c, size)
+	}
+	return c
+}
+
+// Read counts what is read from the network and enforces the response
+// head limit. Only the connection's bufio.Reader calls it.
+func (c *conn) Read(p []byte) (int, error) {
+	if c.limit > 0 {
+		rem := c.limit - c.nread
+		if rem <= 0 {
+			return 0, errHeaderSize
+		}
+		if int64(len(p)) > rem {
+			p = p[:rem]
+		}
+	}
+	n, err := c.nc.Read(p)
+	c.nread += int64(n)
+	return n, err
+}
+
+// abort runs when the exchange's context is done: it makes the blocked
+// read or write fail. The connection is discarded afterwards.
+func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+
+// discard closes the connection and recycles its read buffer. Only the
+// owner calls it, once, when nothing else can use the bufio.Reader.
+func (c *conn) discard() {
+	c.nc.Close()
+	if br := c.br; br != nil {
+		c.br = nil
+		br.Reset(nil)
+		c.t.readers.Put(br)
+	}
+}
+
+// alive probes, without blocking, whether the upstream closed an idle
+// connection (or sent something unsolicited, which is just as fatal).
+func (c *conn) alive() bool {
+	if c.rc == nil {
+		return true
+	}
+	// EAGAIN: open, nothing to read. Zero bytes: closed by the upstream.
+	// Data: unsolicited bytes. Any other error: broken.
+	ok := false
+	var b [1]byte
+	err := c.rc.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = rerr == syscall.EAGAIN || rerr == syscall.EINTR
+		return true
+	})
+	return ok && err == nil
+}
+
+// roundTrip does one exchange on c, which it owns. On error c has been
+// discarded; retry reports whether the request may be sent again on
+// another connection.
+func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, hasBody, chunked, idempotent bool) (resp *http.Response, retry bool, err error) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			c.t.putIdleOrDiscard(c)
+			closeBody(req, hasBody)
+			return nil, false, err
+		}
+		stop = context.AfterFunc(ctx, c.abortFn)
+	}
+	var w *bodyWriter
+	if !hasBody {
+		n, err := c.nc.Write(head)
+		if err != nil {
+			stopWatch(stop)
+			c.discard()
+			retry := c.reused && (n == 0 || idempotent)
+			return nil, retry, wrapErr(ctx, "write request", err)
+		}
+	} else {
+		w = c.startWriter(head, req, chunked)
+	}
+
+	start := c.nread
+	resp, err = c.readResponse(req)
+	if err != nil {
+		stopWatch(stop)
+		// The writer goroutine never touches the bufio.Reader.
+		c.discard()
+		if w != nil {
+			if done, werr := w.poll(); done && werr != nil {
+				var be *bodyReadError
+				if errors.As(werr, &be) && ctx.Err() == nil {
+					// The request body failed; that is why the
+					// upstream's answer never came.
+					return nil, false, werr
+				}
+			}
+		}
+		if err == errHeaderSize {
+			return nil, false, err
+		}
+		retry := c.reused && c.nread == start && ctx.Err() == nil && idempotent && isConnGone(err)
+		return nil, retry, wrapErr(ctx, "read response", err)
+	}
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return c.upgrade(ctx, resp, w, stop)
+	}
+
+	keepAlive := !resp.Close && resp.ProtoAtLeast(1, 1) && !req.Close &&
+		!hasToken(req.Header["Connection"], "close") &&
+		(resp.Body == http.NoBody || resp.ContentLength >= 0 ||
+			len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked")
+
+	if resp.Body == http.NoBody && w == nil {
+		// Nothing more to read: the connection is free now.
+		c.finish(stop, nil, keepAlive)
+		return resp, false, nil
+	}
+	b := &body{c: c, rc: resp.Body, w: w, stop: stop, ctx: ctx, keepAlive: keepAlive}
+	if resp.Body == http.NoBody {
+		b.rc = eofReader{}
+	}
+	resp.Body = b
+	return resp, false, nil
+}
+
+// putIdleOrDiscard returns an unused connection.
+func (t *Transport) putIdleOrDiscard(c *conn) {
+	if t.maxIdle() > 0 {
+		t.putIdle(c)
+	} else {
+		c.discard()
+	}
+}
+
+// readResponse reads the final response head, skipping interim 1xx
+// responses other than 101.
+func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
+	maxHeader := c.t.MaxResponseHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxResponseHeaderBytes
+	}
+	for n1xx := 0; ; n1xx++ {
+		c.limit = c.nread + maxHeader
+		resp, err := http.ReadResponse(c.br, req)
+		c.limit = 0
+		if err != nil {
+			return nil, err
+		}
+		code := resp.StatusCode
+		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if n1xx == max1xx {
+			return nil, errToo1xx
+		}
+		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// upgrade hands the connection over as the body of a 101 response.
+func (c *conn) upgrade(ctx context.Context, resp *http.Response, w *bodyWriter, stop func() bool) (*http.Response, bool, error) {
+	if w != nil {
+		if done, werr := w.wait(writeWaitBeforeReuse); !done || werr != nil {
+			stopWatch(stop)
+			c.discard()
+			return nil, false, errors.New("http1: 101 Switching Protocols before the request body was sent")
+		}
+	}
+	if !stopWatch(stop) {
+		c.discard()
+		return nil, false, wrapErr(ctx, "read response", context.Canceled)
+	}
+	u := &upgradedConn{Conn: c.nc}
+	if n := c.br.Buffered(); n > 0 {
+		u.buf = make([]byte, n)
+		c.br.Read(u.buf)
+	}
+	br := c.br
+	c.br = nil
+	br.Reset(nil)
+	c.t.readers.Put(br)
+	resp.Body = u
+	return resp, false, nil
+}
+
+// finish ends an exchange whose response was read entirely: the
+// connection goes back to the pool if everything allows it.
+func (c *conn) finish(stop func() bool, w *bodyWriter, keepAlive bool) {
+	reuse := stopWatch(stop) && keepAlive
+	if w != nil {
+		// Wait briefly: the upstream may still be reading the end of
+		// the request body.
+		if done, err := w.wait(writeWaitBeforeReuse); !done || err != nil {
+			reuse = false
+		}
+	}
+	if reuse && c.t.maxIdle() > 0 {
+		c.t.putIdle(c)
+	} else {
+		c.discard()
+	}
+}
+
+// stopWatch stops watching the context and reports whether the watch had
+// not fired (so the connection's deadline is untouched).
+func stopWatch(stop func() bool) bool {
+	if stop == nil {
+		return true
+	}
+	return stop()
+}
+
+func wrapErr(ctx context.Context, what string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		err = cerr
+	}
+	return fmt.Errorf("http1: %s: %w", what, err)
+}
+
+func isConnGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// hasToken reports whether a comma-separated header value list contains
+// token, case-insensitively.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			var part string
+			part, v, _ = cutByte(v, ',')
+			if equalFoldTrim(part, token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func cutByte(s string, sep byte) (before, after string, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func equalFoldTrim(s, token string) bool {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	if len(s) != len(token) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], token[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
