@@ -130,6 +130,10 @@ func (p *Pool) run(inst *Instance) {
 	case <-proc.Done():
 	case <-inst.ctx.Done():
 		requested = true
+		// The instance has no request left; drop its kept-alive
+		// connections first: a FastCGI app (php-cgi) blocked reading
+		// one does not act on SIGTERM until it closes.
+		_ = ep.Close()
 		proc.Stop(p.ctx, p.cfg.ShutdownTimeout.D())
 	}
 	_ = ep.Close()
