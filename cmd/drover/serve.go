@@ -23,12 +23,8 @@ func serve(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*file)
-	if err == nil {
-		err = server.Preflight(cfg, nil)
-	}
-	if err != nil {
-		printConfigErrors(os.Stderr, err)
+	cfg, ok := load(*file)
+	if !ok {
 		return 1
 	}
 	if *cpuProfile != "" {
@@ -103,15 +99,25 @@ func check(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*file)
-	if err == nil {
-		err = server.Preflight(cfg, nil)
-	}
-	if err != nil {
-		printConfigErrors(os.Stderr, err)
+	cfg, ok := load(*file)
+	if !ok {
 		return 1
 	}
 	fmt.Printf("%s: ok: %d listeners, %d routes, %d pools, %d services\n",
 		*file, len(cfg.Server.Listen), len(cfg.Routes), len(cfg.Pools), len(cfg.Services))
 	return 0
+}
+
+// load reads and validates a configuration and checks it against this
+// machine, printing every error with its file:line:column.
+func load(file string) (*config.Config, bool) {
+	cfg, err := config.Load(file)
+	if err == nil {
+		err = server.Preflight(cfg, nil)
+	}
+	if err != nil {
+		printConfigErrors(os.Stderr, err)
+		return nil, false
+	}
+	return cfg, true
 }

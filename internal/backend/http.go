@@ -103,38 +103,28 @@ func (e *httpEndpoint) dial(ctx context.Context, _, _ string) (net.Conn, error) 
 	return d.DialContext(ctx, network, e.addr(network))
 }
 
-// WaitReady polls with growing pauses for the instance to accept a
-// connection on either address: the worker's own listen() is the only
-// signal an unmodified HTTP server gives.
+// WaitReady waits for the instance to accept a connection on either of
+// its addresses (and to answer the health path, when one is set).
 func (e *httpEndpoint) WaitReady(ctx context.Context, exited <-chan struct{}) error {
-	pause := 2 * time.Millisecond
-	for {
+	return waitConnect(ctx, exited, func(ctx context.Context) (net.Conn, error) {
+		var err error
 		for _, network := range []string{"unix", "tcp"} {
 			var d net.Dialer
-			c, err := d.DialContext(ctx, network, e.addr(network))
-			if err == nil {
-				c.Close()
-				e.network.Store(network)
-				if e.kind.HealthPath == "" {
-					return nil
-				}
-				if err := e.Ping(ctx); err == nil {
-					return nil
+			var c net.Conn
+			if c, err = d.DialContext(ctx, network, e.addr(network)); err != nil {
+				continue
+			}
+			e.network.Store(network)
+			if e.kind.HealthPath != "" {
+				if err = e.Ping(ctx); err != nil {
+					c.Close()
+					return nil, err
 				}
 			}
+			return c, nil
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-exited:
-			t.Stop()
-			return ErrExited
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		pause = min(pause*2, 100*time.Millisecond)
-	}
+		return nil, err
+	})
 }
 
 func (e *httpEndpoint) Ping(ctx context.Context) error {

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"time"
 
@@ -175,27 +174,14 @@ func baseSpec(cfg *config.Pool, log *slog.Logger) (process.Spec, error) {
 			log.Info(line, "pool", cfg.Name, "stream", stream)
 		},
 	}
-	home := "/"
-	var userName string
-	if cfg.User != "" || cfg.Group != "" {
-		cred, h, err := process.Credential(cfg.User, cfg.Group)
-		if err != nil {
-			return spec, err
-		}
-		spec.Credential = cred
-		home, userName = h, cfg.User
-	} else if h, err := os.UserHomeDir(); err == nil {
-		home = h
-	}
-	spec.Env = process.CleanEnv(home, userName, cfg.Env)
 	spec.Limits = process.Limits{
 		AddressSpace: int64(cfg.Limits.AddressSpace),
 		OpenFiles:    cfg.Limits.OpenFiles,
 		Nice:         cfg.Limits.Nice,
 		CPUs:         cfg.Limits.CPUAffinity,
-		// A worker that was given a lesser identity must not win
-		// privileges back through a setuid program.
-		NoNewPrivs: spec.Credential != nil,
+	}
+	if err := process.SetIdentity(&spec, cfg.User, cfg.Group, cfg.Env); err != nil {
+		return spec, err
 	}
 	return spec, nil
 }

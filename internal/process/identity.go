@@ -73,3 +73,24 @@ func Credential(userName, groupName string) (*syscall.Credential, string, error)
 	}
 	return cred, home, nil
 }
+
+// SetIdentity gives spec the identity of user and group (when set) and the
+// clean environment with extra added. A spec with a lesser identity also
+// gets no_new_privs, so that the worker cannot win privileges back
+// through a setuid program. Pools and services both start this way.
+func SetIdentity(spec *Spec, userName, groupName string, extra map[string]string) error {
+	home := "/"
+	if userName != "" || groupName != "" {
+		cred, h, err := Credential(userName, groupName)
+		if err != nil {
+			return err
+		}
+		spec.Credential = cred
+		home = h
+		spec.Limits.NoNewPrivs = true
+	} else if h, err := os.UserHomeDir(); err == nil {
+		home = h
+	}
+	spec.Env = CleanEnv(home, userName, extra)
+	return nil
+}

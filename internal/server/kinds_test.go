@@ -110,7 +110,7 @@ startup_timeout = "20s"
 				code, _, _ := drovertest.Get(t, d.URL+"/?ms=10")
 				codes <- code
 			}()
-			drovertest.Eventually(t, 5*time.Second, "third request queued", func() bool { return p.Info().Waiting == 1 })
+			drovertest.Eventually(t, 15*time.Second, "third request queued", func() bool { return p.Info().Waiting == 1 })
 			if code, _, h := drovertest.Get(t, d.URL+"/?ms=10"); code != 503 || h.Get("Drover-Error") != "queue-full" {
 				t.Errorf("fourth request: %d %q, want 503 queue-full", code, h.Get("Drover-Error"))
 			}
@@ -292,7 +292,7 @@ app = "no_such_module_here:app"
 	if len(eventsOf(d, events.StartupFailure)) == 0 {
 		t.Error("no startup-failure event")
 	}
-	drovertest.Eventually(t, 5*time.Second, "traceback in the log", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "traceback in the log", func() bool {
 		return strings.Contains(d.Logs.String(), "No module named") || strings.Contains(d.Logs.String(), "ModuleNotFoundError")
 	})
 }
@@ -353,7 +353,7 @@ request_timeout = "500ms"
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("timeout after %s", el)
 	}
-	drovertest.Eventually(t, 5*time.Second, "the script and its sleep killed", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "the script and its sleep killed", func() bool {
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {
 			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")

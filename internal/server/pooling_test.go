@@ -102,7 +102,7 @@ instance_concurrency = 1
 	}
 	send("R2", slow)
 	send("R3", slow)
-	drovertest.Eventually(t, 5*time.Second, "two instances busy", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "two instances busy", func() bool {
 		return busy(p.Info().Instances) == 2
 	})
 	if n := len(p.PIDs()); n != 2 {
@@ -111,12 +111,12 @@ instance_concurrency = 1
 	// R4, R5 slow and R6 fast together: two more start, R6 waits.
 	send("R4", slow)
 	send("R5", slow)
-	drovertest.Eventually(t, 5*time.Second, "four instances busy", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "four instances busy", func() bool {
 		return busy(p.Info().Instances) == 4
 	})
 	r6start := time.Now()
 	send("R6", d.URL+"/pid")
-	drovertest.Eventually(t, 5*time.Second, "R6 queued", func() bool { return p.Info().Waiting == 1 })
+	drovertest.Eventually(t, 15*time.Second, "R6 queued", func() bool { return p.Info().Waiting == 1 })
 
 	got := map[string]res{}
 	for range 5 {
@@ -171,7 +171,7 @@ max_instances = 1
 		code, _, _ := drovertest.Get(t, d.URL+"/sleep?d=300ms")
 		held <- code
 	}()
-	drovertest.Eventually(t, 5*time.Second, "slot held", func() bool { return busy(p.Info().Instances) == 1 })
+	drovertest.Eventually(t, 15*time.Second, "slot held", func() bool { return busy(p.Info().Instances) == 1 })
 
 	seqs := make([]int, 20)
 	var wg sync.WaitGroup
@@ -187,7 +187,7 @@ max_instances = 1
 		}()
 		// Arrival order is what the test controls: wait until this
 		// request is in the queue before sending the next.
-		drovertest.Eventually(t, 5*time.Second, "request queued", func() bool { return p.Info().Waiting == i+1 })
+		drovertest.Eventually(t, 15*time.Second, "request queued", func() bool { return p.Info().Waiting == i+1 })
 	}
 	wg.Wait()
 	<-held
@@ -213,7 +213,7 @@ queue_length = 2
 	get(t, d.URL+"/pid") // the instance is up: the next request holds its slot
 	for i := range 3 {
 		go drovertest.Get(t, d.URL+"/sleep?d=1s")
-		drovertest.Eventually(t, 5*time.Second, "held or queued", func() bool {
+		drovertest.Eventually(t, 15*time.Second, "held or queued", func() bool {
 			info := p.Info()
 			return busy(info.Instances)+info.Waiting == i+1
 		})
@@ -239,7 +239,7 @@ max_wait = "200ms"
 `)
 	p := d.Pool("app")
 	go drovertest.Get(t, d.URL+"/sleep?d=2s")
-	drovertest.Eventually(t, 5*time.Second, "slot held", func() bool { return busy(p.Info().Instances) == 1 })
+	drovertest.Eventually(t, 15*time.Second, "slot held", func() bool { return busy(p.Info().Instances) == 1 })
 	start := time.Now()
 	code, _, h := drovertest.Get(t, d.URL+"/pid")
 	el := time.Since(start)
@@ -280,7 +280,7 @@ request_timeout = "500ms"
 		t.Fatalf("hanging streamed request lasted %s", el)
 	}
 	ipid, _ := strconv.Atoi(pid)
-	drovertest.Eventually(t, 5*time.Second, "instance and its child gone", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "instance and its child gone", func() bool {
 		return !drovertest.Alive(ipid) && !drovertest.Alive(child)
 	})
 
@@ -314,7 +314,7 @@ idle_timeout = "300ms"
 	if !drovertest.Alive(ipid) {
 		t.Fatal("instance not alive after serving")
 	}
-	drovertest.Eventually(t, 5*time.Second, "idle instance stopped", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "idle instance stopped", func() bool {
 		return !drovertest.Alive(ipid) && len(d.Pool("app").PIDs()) == 0
 	})
 	if n := sampleProcs(); n != 0 {
@@ -333,10 +333,10 @@ min_instances = 2
 idle_timeout = "100ms"
 `)
 	p := d.Pool("app")
-	drovertest.Eventually(t, 5*time.Second, "two ready at boot", func() bool { return len(p.PIDs("ready")) == 2 })
+	drovertest.Eventually(t, 15*time.Second, "two ready at boot", func() bool { return len(p.PIDs("ready")) == 2 })
 	pids := p.PIDs("ready")
 	syscall.Kill(pids[0], syscall.SIGKILL)
-	drovertest.Eventually(t, 5*time.Second, "killed instance replaced", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "killed instance replaced", func() bool {
 		now := p.PIDs("ready")
 		return len(now) == 2 && now[0] != pids[0] && now[1] != pids[0]
 	})
@@ -384,7 +384,7 @@ max_instances = 2
 max_failures = 100 # the test kills instances on purpose
 `)
 	p := d.Pool("app")
-	drovertest.Eventually(t, 5*time.Second, "two ready", func() bool { return len(p.PIDs("ready")) == 2 })
+	drovertest.Eventually(t, 15*time.Second, "two ready", func() bool { return len(p.PIDs("ready")) == 2 })
 	for range 5 {
 		pids := p.PIDs("ready")
 		// Kill the instance the pool will hand out next (the most
@@ -397,7 +397,7 @@ max_failures = 100 # the test kills instances on purpose
 		if code != 200 || got == victim {
 			t.Fatalf("GET after killing %s: %d from %s (pids %v)", victim, code, got, pids)
 		}
-		drovertest.Eventually(t, 5*time.Second, "replacement ready", func() bool { return len(p.PIDs("ready")) == 2 })
+		drovertest.Eventually(t, 15*time.Second, "replacement ready", func() bool { return len(p.PIDs("ready")) == 2 })
 	}
 }
 
@@ -417,21 +417,21 @@ max_instances = 1
 	req, _ := http.NewRequestWithContext(ctx, "GET", d.URL+"/sleep?d=30s", nil)
 	done := make(chan struct{})
 	go func() { defer close(done); http.DefaultClient.Do(req) }()
-	drovertest.Eventually(t, 5*time.Second, "slot held", func() bool { return busy(p.Info().Instances) == 1 })
+	drovertest.Eventually(t, 15*time.Second, "slot held", func() bool { return busy(p.Info().Instances) == 1 })
 
 	// Queued: a second client waits, then goes away.
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	req2, _ := http.NewRequestWithContext(ctx2, "GET", d.URL+"/pid", nil)
 	done2 := make(chan struct{})
 	go func() { defer close(done2); http.DefaultClient.Do(req2) }()
-	drovertest.Eventually(t, 5*time.Second, "second queued", func() bool { return p.Info().Waiting == 1 })
+	drovertest.Eventually(t, 15*time.Second, "second queued", func() bool { return p.Info().Waiting == 1 })
 	cancel2()
 	<-done2
-	drovertest.Eventually(t, 5*time.Second, "queue empty", func() bool { return p.Info().Waiting == 0 })
+	drovertest.Eventually(t, 15*time.Second, "queue empty", func() bool { return p.Info().Waiting == 0 })
 
 	cancel()
 	<-done
-	drovertest.Eventually(t, 5*time.Second, "slot released", func() bool { return busy(p.Info().Instances) == 0 })
+	drovertest.Eventually(t, 15*time.Second, "slot released", func() bool { return busy(p.Info().Instances) == 0 })
 	start := time.Now()
 	code, _, _ := get(t, d.URL+"/pid")
 	if code != 200 || time.Since(start) > time.Second {

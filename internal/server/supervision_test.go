@@ -156,7 +156,7 @@ env = { SAMPLE_NEVER_READY = "1" }
 	if len(spawns) == 0 || len(fails) == 0 || !strings.Contains(fails[0].Detail, "startup_timeout") {
 		t.Fatalf("spawns %v failures %v", spawns, fails)
 	}
-	drovertest.Eventually(t, 5*time.Second, "never-ready worker killed", func() bool { return !drovertest.Alive(spawns[0].PID) })
+	drovertest.Eventually(t, 15*time.Second, "never-ready worker killed", func() bool { return !drovertest.Alive(spawns[0].PID) })
 }
 
 // TestShutdownTimeout: a worker that ignores SIGTERM is killed at
@@ -178,7 +178,7 @@ env = { SAMPLE_IGNORE_TERM = "1" }
 	if el < 500*time.Millisecond || el > 3*time.Second {
 		t.Errorf("shutdown took %s, want about shutdown_timeout 500ms", el)
 	}
-	drovertest.Eventually(t, 5*time.Second, "worker and grandchild gone", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "worker and grandchild gone", func() bool {
 		return !drovertest.Alive(pid) && !drovertest.Alive(child)
 	})
 }
@@ -198,7 +198,7 @@ interval = "200ms"
 timeout = "300ms"
 `)
 	p := d.Pool("app")
-	drovertest.Eventually(t, 5*time.Second, "ready", func() bool { return len(p.PIDs("ready")) == 1 })
+	drovertest.Eventually(t, 15*time.Second, "ready", func() bool { return len(p.PIDs("ready")) == 1 })
 	old := pidOf(t, d.URL+"/pid")
 	// Clients keep asking while the instance freezes and is replaced.
 	var mu sync.Mutex
@@ -227,7 +227,7 @@ timeout = "300ms"
 	}()
 	frozeAt := time.Now()
 	get(t, d.URL+"/freeze")
-	drovertest.Eventually(t, 5*time.Second, "frozen instance replaced", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "frozen instance replaced", func() bool {
 		pids := p.PIDs("ready")
 		return len(pids) == 1 && pids[0] != old
 	})
@@ -320,7 +320,7 @@ exec = ["sh", "-c", "echo {pid} > {{.Dir}}/orphan.pid"]
 		t.Fatalf("hang: %d %q", code, reason)
 	}
 	var written []byte
-	drovertest.Eventually(t, 5*time.Second, "orphan.exec ran", func() bool {
+	drovertest.Eventually(t, 15*time.Second, "orphan.exec ran", func() bool {
 		written, _ = os.ReadFile(filepath.Join(d.Dir, "orphan.pid"))
 		return len(written) > 0
 	})
@@ -344,7 +344,7 @@ exec = ["sh", "-c", "echo {pid} > {{.Dir}}/orphan.pid"]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d.Shutdown(ctx)
-	drovertest.Eventually(t, 5*time.Second, "orphan gone after shutdown", func() bool { return !drovertest.Alive(old) })
+	drovertest.Eventually(t, 15*time.Second, "orphan gone after shutdown", func() bool { return !drovertest.Alive(old) })
 }
 
 func matches(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
@@ -369,7 +369,7 @@ cpu_action = "`+action+`"
 			if action == "log" {
 				want = events.CPULimit
 			}
-			drovertest.Eventually(t, 5*time.Second, want+" event", func() bool {
+			drovertest.Eventually(t, 15*time.Second, want+" event", func() bool {
 				for _, e := range eventsOf(d, want) {
 					if e.PID == pid {
 						return true
@@ -378,7 +378,7 @@ cpu_action = "`+action+`"
 				return false
 			})
 			if action == "kill" {
-				drovertest.Eventually(t, 5*time.Second, "burning instance killed", func() bool { return !drovertest.Alive(pid) })
+				drovertest.Eventually(t, 15*time.Second, "burning instance killed", func() bool { return !drovertest.Alive(pid) })
 			} else if !drovertest.Alive(pid) {
 				t.Fatal("cpu_action = log killed the instance")
 			}

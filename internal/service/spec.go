@@ -2,7 +2,6 @@ package service
 
 import (
 	"log/slog"
-	"os"
 
 	"github.com/drover-pool/drover/internal/config"
 	"github.com/drover-pool/drover/internal/process"
@@ -22,31 +21,17 @@ func baseSpec(name string, cfg *config.Service, log *slog.Logger) (process.Spec,
 			log.Info(line, "service", name, "stream", stream)
 		},
 	}
-	home := "/"
-	var userName string
-	if cfg.User != "" || cfg.Group != "" {
-		cred, h, err := process.Credential(cfg.User, cfg.Group)
-		if err != nil {
-			return spec, err
-		}
-		spec.Credential = cred
-		home, userName = h, cfg.User
-	} else if h, err := os.UserHomeDir(); err == nil {
-		home = h
-	}
-	spec.Env = process.CleanEnv(home, userName, cfg.Env)
 	// Per-process limits are applied by the process package's helper
 	// stage before the program's first instruction (the binary must call
-	// process.Init). Cgroup limits (memory, cpu, pids) are not applied
-	// here yet, exactly as for pools.
+	// process.Init).
 	spec.Limits = process.Limits{
 		AddressSpace: int64(cfg.Limits.AddressSpace),
 		OpenFiles:    cfg.Limits.OpenFiles,
 		Nice:         cfg.Limits.Nice,
 		CPUs:         cfg.Limits.CPUAffinity,
-		// A service that was given a lesser identity must not win
-		// privileges back through a setuid program (as for pools).
-		NoNewPrivs: spec.Credential != nil,
+	}
+	if err := process.SetIdentity(&spec, cfg.User, cfg.Group, cfg.Env); err != nil {
+		return spec, err
 	}
 	return spec, nil
 }
