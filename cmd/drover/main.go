@@ -19,6 +19,22 @@ commands:
   serve -c FILE     run drover with the configuration FILE
   check -c FILE     validate FILE and exit (1 on errors)
   version           print the version
+
+client commands (they talk to a running drover's admin API):
+  status [POOL]             pools: state, instances busy/ready/starting, queue, req/s, p99
+  requests [POOL]           requests being served or waiting, oldest first
+  recycle|start|stop POOL   recycle (overlapped), start or stop a pool
+  reload                    re-read the configuration; errors are printed, the old one stays
+  events [-f]               lifecycle events; -f follows them until Ctrl-C
+  service start|stop NAME [--wait D]
+                            start (waiting up to D until running) or stop a service
+
+client flags (before or after the arguments):
+  -c FILE        read server.admin and the token from drover's configuration
+  --admin ADDR   admin API address, host:port or unix:/path ($DROVER_ADMIN)
+  --json         print JSON
+The token is $DROVER_ADMIN_TOKEN, else the config's admin_token_file, else the
+one drover generated in its runtime_dir/admin.token.
 `
 
 func main() {
@@ -42,6 +58,8 @@ func run(args []string) int {
 	case "version", "--version", "-v":
 		fmt.Println("drover", version)
 		return 0
+	case "status", "requests", "recycle", "start", "stop", "reload", "events", "service":
+		return client(args[0], args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

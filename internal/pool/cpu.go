@@ -13,9 +13,9 @@ import (
 // instance that used more than its share over the last window. "throttle"
 // is the cgroup's cpu.max instead (package cgroup).
 
-// clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every
+// ClockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every
 // Linux architecture drover runs on.
-const clockTicks = 100
+const ClockTicks = 100
 
 func (p *Pool) cpuWatched() bool {
 	a := p.cfg.Limits.CPUAction
@@ -49,7 +49,7 @@ func (p *Pool) cpuTick() {
 	p.unlock()
 
 	stats := Groups(pids)
-	budget := float64(p.cfg.Limits.CPU) / 100 * p.cpuWindow.Seconds() * clockTicks
+	budget := float64(p.cfg.Limits.CPU) / 100 * p.cpuWindow.Seconds() * ClockTicks
 	now := map[int]int64{}
 	var over []*Instance
 	var used []float64
@@ -57,7 +57,7 @@ func (p *Pool) cpuTick() {
 		now[pid] = st.CPUTicks
 		if prev, ok := last[pid]; ok && float64(st.CPUTicks-prev) > budget {
 			over = append(over, insts[pid])
-			used = append(used, float64(st.CPUTicks-prev)/clockTicks/p.cpuWindow.Seconds()*100)
+			used = append(used, float64(st.CPUTicks-prev)/ClockTicks/p.cpuWindow.Seconds()*100)
 		}
 	}
 

@@ -302,7 +302,7 @@ var pageSize = int64(os.Getpagesize())
 // GroupStats is what /proc says of one process group.
 type GroupStats struct {
 	RSS      int64 // resident bytes
-	CPUTicks int64 // utime + stime, in clock ticks (100 per second)
+	CPUTicks int64 // utime + stime with reaped children's, in ClockTicks
 }
 
 // GroupRSS returns, for each process group id in pgids, the resident
@@ -344,7 +344,7 @@ func Groups(pgids []int) map[int]GroupStats {
 		}
 		f := strings.Fields(s[i+2:])
 		// After comm: state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-		// ... rss(21) in pages.
+		// cutime(13) cstime(14) ... rss(21) in pages.
 		if len(f) < 22 {
 			continue
 		}
@@ -353,11 +353,12 @@ func Groups(pgids []int) map[int]GroupStats {
 			continue
 		}
 		pages, _ := strconv.ParseInt(f[21], 10, 64)
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
 		g := out[pgrp]
 		g.RSS += pages * pageSize
-		g.CPUTicks += ut + st
+		for _, k := range []int{11, 12, 13, 14} {
+			n, _ := strconv.ParseInt(f[k], 10, 64)
+			g.CPUTicks += n
+		}
 		out[pgrp] = g
 	}
 	return out
