@@ -108,12 +108,11 @@ func (h *Handler) views(pools []*pool.Pool) []PoolView {
 	var pgids []int
 	for _, p := range pools {
 		info := p.Info()
-		state, why := p.State()
 		cfg := p.Config()
 		v := PoolView{
 			Name:       info.Name,
-			State:      state,
-			StopReason: why,
+			State:      info.State,
+			StopReason: info.StopReason,
 			Waiting:    info.Waiting,
 			Settings: Settings{
 				Kind: cfg.Kind, Start: cfg.Start,

@@ -14,17 +14,18 @@ type InstanceInfo struct {
 
 // Info describes a pool at a moment.
 type Info struct {
-	Name      string         `json:"name"`
-	State     State          `json:"state"`
-	Waiting   int            `json:"waiting"`
-	Instances []InstanceInfo `json:"instances"`
+	Name       string         `json:"name"`
+	State      State          `json:"state"`
+	StopReason string         `json:"stop_reason,omitempty"` // "admin", "rapid-fail"
+	Waiting    int            `json:"waiting"`
+	Instances  []InstanceInfo `json:"instances"`
 }
 
 // Info returns a snapshot of the pool.
 func (p *Pool) Info() Info {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	info := Info{Name: p.name, State: p.state, Waiting: p.waiters.n}
+	info := Info{Name: p.name, State: p.state, StopReason: p.stopReason, Waiting: p.waiters.n}
 	for _, inst := range p.instances {
 		info.Instances = append(info.Instances, InstanceInfo{
 			ID:       inst.id,

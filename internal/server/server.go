@@ -285,6 +285,12 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
+	// The admin listener is checked before any worker starts: a refused
+	// admin address must not leave pools half started.
+	if err := s.startAdmin(); err != nil {
+		_ = s.gw.Shutdown(context.Background())
+		return err
+	}
 	for _, p := range s.pools {
 		p.Start()
 	}
@@ -299,10 +305,6 @@ func (s *Server) Start() error {
 	}
 	s.watch = w
 	s.watchFiles(s.cfg, s.pools)
-	if err := s.startAdmin(); err != nil {
-		_ = s.gw.Shutdown(context.Background())
-		return err
-	}
 	s.events.Emit(events.Event{Kind: "server-start", Detail: s.cfg.File})
 	return nil
 }
