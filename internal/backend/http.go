@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drover-pool/drover/internal/backend/http1"
 	"github.com/drover-pool/drover/internal/process"
 )
 
@@ -41,19 +42,12 @@ func (k *HTTP) NewEndpoint(id int) (Endpoint, error) {
 		sock: filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.sock", k.Pool, id)),
 	}
 	_ = os.Remove(e.sock)
-	maxIdle := max(k.MaxIdleConns, 2)
-	e.tr = &http.Transport{
-		DialContext:         e.dial,
-		MaxIdleConns:        maxIdle,
-		MaxIdleConnsPerHost: maxIdle,
-		IdleConnTimeout:     90 * time.Second,
-		// Compressed bodies pass through untouched.
-		DisableCompression: true,
-		// The instance is on this machine: headers come fast or the
-		// request timeout handles it.
-		ExpectContinueTimeout: time.Second,
-		WriteBufferSize:       32 * 1024,
-		ReadBufferSize:        32 * 1024,
+	e.tr = &http1.Transport{
+		Dial:         func(ctx context.Context) (net.Conn, error) { return e.dial(ctx, "", "") },
+		MaxIdleConns: max(k.MaxIdleConns, 2),
+		// Below the keep-alive timeouts of common servers (Node: 5s), so
+		// drover drops a connection before the worker does.
+		IdleConnTimeout: 4 * time.Second,
 	}
 	return e, nil
 }
@@ -74,7 +68,7 @@ type httpEndpoint struct {
 	kind *HTTP
 	port int
 	sock string
-	tr   *http.Transport
+	tr   *http1.Transport
 	// network is "tcp" or "unix" once the instance accepted a connection
 	// there; set before the instance is handed out, read-only after.
 	network atomic.Value

@@ -297,8 +297,8 @@ app = "no_such_module_here:app"
 	})
 }
 
-// watchPeak samples /proc for processes whose command line contains name
-// and fails the test if more than limit ever run at once.
+// watchPeak samples /proc for process groups running a command line that
+// contains name, and fails the test if more than limit ever run at once.
 func watchPeak(t *testing.T, name string, limit int) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -306,15 +306,25 @@ func watchPeak(t *testing.T, name string, limit int) (stop func()) {
 		defer close(finished)
 		peak := 0
 		for {
-			n := 0
+			// Each request runs in a process group of its own; a
+			// shell's subshells share the group, so count groups.
+			groups := map[string]bool{}
 			ents, _ := os.ReadDir("/proc")
 			for _, e := range ents {
 				b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-				if err == nil && bytes.Contains(b, []byte(name)) {
-					n++
+				if err != nil || !bytes.Contains(b, []byte(name)) {
+					continue
+				}
+				st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+				if err != nil {
+					continue
+				}
+				f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
+				if len(f) > 2 {
+					groups[f[2]] = true
 				}
 			}
-			peak = max(peak, n)
+			peak = max(peak, len(groups))
 			select {
 			case <-done:
 				if peak > limit {

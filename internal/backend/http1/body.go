@@ -2,6 +2,7 @@ package http1
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -14,14 +15,14 @@ import (
 // abort it.
 type body struct {
 	c         *conn
-	rc        io.Reader // the body http.ReadResponse made
+	r         bodyReader
 	w         *bodyWriter
 	stop      func() bool
 	ctx       context.Context
 	keepAlive bool
 
 	mu      sync.Mutex
-	reading bool  // a Read is in rc.Read
+	reading bool  // a Read is in b.r.Read
 	done    bool  // the exchange is over: c is no longer ours
 	closed  bool  // Close was called
 	err     error // returned by Read once done
@@ -41,7 +42,7 @@ func (b *body) Read(p []byte) (int, error) {
 	b.reading = true
 	b.mu.Unlock()
 
-	n, err := b.rc.Read(p)
+	n, err := b.r.Read(p)
 
 	b.mu.Lock()
 	b.reading = false
@@ -112,7 +113,7 @@ func (b *body) drain() bool {
 	var buf [512]byte
 	total := 0
 	for total <= maxDrain {
-		n, err := b.rc.Read(buf[:])
+		n, err := b.r.Read(buf[:])
 		total += n
 		if err == io.EOF {
 			return c.nc.SetReadDeadline(time.Time{}) == nil
@@ -123,12 +124,6 @@ func (b *body) drain() bool {
 	}
 	return false
 }
-
-// eofReader stands for a response that has no body while the request
-// body is still being written.
-type eofReader struct{}
-
-func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // upgradedConn is the body of a 101 Switching Protocols response: the raw
 // connection, after the bytes that were already buffered. The caller owns
@@ -145,6 +140,15 @@ func (u *upgradedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return u.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection when the underlying one can
+// (httputil.ReverseProxy then propagates a client's half-close).
+func (u *upgradedConn) CloseWrite() error {
+	if cw, ok := u.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("http1: connection cannot half-close")
 }
 
 // NetConn returns the underlying connection.

@@ -135,7 +135,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, ha
 	}
 
 	start := c.nread
-	resp, err = c.readResponse(req)
+	resp, kind, length, err := c.readResponse(req)
 	if err != nil {
 		stopWatch(stop)
 		// The writer goroutine never touches the bufio.Reader.
@@ -161,20 +161,24 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, ha
 		return c.upgrade(ctx, resp, w, stop)
 	}
 
+	if kind == bodyStd && resp.Body == http.NoBody {
+		kind = bodyNone
+	}
+	// Keep-alive needs HTTP/1.1, no "Connection: close" either way, and a
+	// body whose end is known.
 	keepAlive := !resp.Close && resp.ProtoAtLeast(1, 1) && !req.Close &&
 		!hasToken(req.Header["Connection"], "close") &&
-		(resp.Body == http.NoBody || resp.ContentLength >= 0 ||
+		(kind != bodyStd || resp.ContentLength >= 0 ||
 			len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked")
 
-	if resp.Body == http.NoBody && w == nil {
+	if kind == bodyNone && w == nil {
 		// Nothing more to read: the connection is free now.
+		resp.Body = http.NoBody
 		c.finish(stop, nil, keepAlive)
 		return resp, false, nil
 	}
-	b := &body{c: c, rc: resp.Body, w: w, stop: stop, ctx: ctx, keepAlive: keepAlive}
-	if resp.Body == http.NoBody {
-		b.rc = eofReader{}
-	}
+	b := &body{c: c, w: w, stop: stop, ctx: ctx, keepAlive: keepAlive}
+	b.r = bodyReader{kind: kind, br: c.br, n: length, resp: resp, std: resp.Body}
 	resp.Body = b
 	return resp, false, nil
 }
@@ -189,30 +193,42 @@ func (t *Transport) putIdleOrDiscard(c *conn) {
 }
 
 // readResponse reads the final response head, skipping interim 1xx
-// responses other than 101.
-func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
+// responses other than 101, with readHead or else http.ReadResponse (kind
+// bodyStd).
+func (c *conn) readResponse(req *http.Request) (*http.Response, bodyKind, int64, error) {
 	maxHeader := c.t.MaxResponseHeaderBytes
 	if maxHeader <= 0 {
 		maxHeader = DefaultMaxResponseHeaderBytes
 	}
+	// Like net/http: the interim responses count toward the head limit,
+	// unless a trace consumed them.
+	c.limit = c.nread + maxHeader
 	for n1xx := 0; ; n1xx++ {
-		c.limit = c.nread + maxHeader
-		resp, err := http.ReadResponse(c.br, req)
-		c.limit = 0
+		resp, kind, length, ok := readHead(c.br, req)
+		var err error
+		if !ok {
+			resp, err = http.ReadResponse(c.br, req)
+			kind = bodyStd
+		}
 		if err != nil {
-			return nil, err
+			c.limit = 0
+			return nil, 0, 0, err
 		}
 		code := resp.StatusCode
 		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
-			return resp, nil
+			c.limit = 0
+			return resp, kind, length, nil
 		}
 		if n1xx == max1xx {
-			return nil, errToo1xx
+			c.limit = 0
+			return nil, 0, 0, errToo1xx
 		}
 		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
-				return nil, err
+				c.limit = 0
+				return nil, 0, 0, err
 			}
+			c.limit = c.nread + maxHeader
 		}
 	}
 }

@@ -26,7 +26,7 @@ const (
 	// what is already buffered only, to keep the connection.
 	maxDrain = 4 << 10
 	// max1xx bounds the interim responses accepted before the final one.
-	max1xx = 5
+	max1xx = 100
 	// writeWaitBeforeReuse is how long a response body's EOF waits for the
 	// request body writer to finish before giving the connection up
 	// (net/http waits the same).
@@ -65,8 +65,9 @@ type Transport struct {
 	ReadBufferSize int
 
 	// MaxResponseHeaderBytes limits the bytes read while reading a
-	// response head (status line and headers, each 1xx response counted
-	// separately). 0 means DefaultMaxResponseHeaderBytes.
+	// response head (status line and headers; interim 1xx responses count
+	// too unless an httptrace.ClientTrace's Got1xxResponse consumed them,
+	// as in net/http). 0 means DefaultMaxResponseHeaderBytes.
 	MaxResponseHeaderBytes int64
 
 	mu   sync.Mutex

@@ -1049,3 +1049,29 @@ func TestAppendHead(t *testing.T) {
 		t.Errorf("head\n%q\nnot a prefix of Request.Write\n%q", b, buf.String())
 	}
 }
+
+// A failed retry dial must not make the error look like nothing was sent.
+func TestRetryDialFails(t *testing.T) {
+	var u *rawUpstream
+	u = newRawUpstream(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, okResponse)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		u.ln.Close() // the retry's dial fails
+	})
+	do(t, u.tr, newReq(t, "GET", "http://x/", nil))
+	_, err := u.tr.RoundTrip(newReq(t, "GET", "http://x/", nil))
+	var op *net.OpError
+	if err == nil || errors.As(err, &op) && op.Op == "dial" {
+		t.Fatalf("err = %v: looks like a dial error", err)
+	}
+	if n := u.dials.Load(); n != 2 {
+		t.Errorf("dials = %d, want 2", n)
+	}
+	t.Log(err)
+}
