@@ -201,3 +201,52 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
+
+// TestSIGHUP: a valid change is applied on SIGHUP; a broken file is
+// refused with its errors logged by line, and drover keeps serving.
+func TestSIGHUP(t *testing.T) {
+	d := drovertest.StartBinary(t, e2eConfig)
+	resp, err := http.Get(d.URL + "/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cfg, _ := os.ReadFile(d.File)
+	// Valid: a second route to a new pool.
+	next := string(cfg) + `
+[[route]]
+path = "/two"
+pool = "two"
+strip_prefix = true
+[pool.two]
+command = ["` + d.App + `"]
+`
+	os.WriteFile(d.File, []byte(next), 0o644)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	drovertest.Eventually(t, 10*time.Second, "new pool serves after SIGHUP", func() bool {
+		resp, err := http.Get(d.URL + "/two/pid")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	// Broken: a wrong type on line 22 of the file.
+	os.WriteFile(d.File, []byte(next+"max_instances = \"four\"\n"), 0o644)
+	lines := strings.Count(next, "\n") + 1
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	want := fmt.Sprintf("drover.toml:%d:", lines)
+	drovertest.Eventually(t, 10*time.Second, "reload errors logged with the line", func() bool {
+		return strings.Contains(d.Output.String(), want) && strings.Contains(d.Output.String(), "reload refused")
+	})
+	for _, path := range []string{"/pid", "/two/pid"} {
+		resp, err := http.Get(d.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s after a refused reload: %d", path, resp.StatusCode)
+		}
+	}
+}

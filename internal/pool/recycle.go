@@ -139,6 +139,14 @@ func (p *Pool) recycler() {
 			p.stopLocked(old, reason)
 		}
 		p.unlock()
+		// The next overlap starts only when this old process is gone,
+		// so the pool never runs more than one process over
+		// max_instances.
+		select {
+		case <-old.gone:
+		case <-p.ctx.Done():
+			return
+		}
 	}
 }
 

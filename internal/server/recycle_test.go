@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +101,25 @@ func recycleUnderLoad(t *testing.T, d *drovertest.Drover) loadResult {
 	first := p.PIDs("ready")
 	stop := make(chan struct{})
 	results := runLoad(d.URL+"/pid", 8, stop)
+	// During an overlapped recycle a pool at max_instances runs one
+	// process more, never two: a sampler checks it throughout.
+	maxProcs := p.Config().MaxInstances
+	if p.Config().Recycle.Overlap {
+		maxProcs++
+	}
+	var peak atomic.Int64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak.Store(max(peak.Load(), int64(sampleProcs())))
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
 	seen := map[int]bool{}
 	for _, pid := range first {
 		seen[pid] = true
@@ -122,6 +142,10 @@ func recycleUnderLoad(t *testing.T, d *drovertest.Drover) loadResult {
 	}
 	close(stop)
 	res := <-results
+	<-sampled
+	if int(peak.Load()) > maxProcs {
+		t.Errorf("%d processes at once during recycles, want at most %d", peak.Load(), maxProcs)
+	}
 	if res.failed > 0 || res.ok == 0 {
 		t.Fatalf("%d requests failed, %d ok during 5 recycles: %v", res.failed, res.ok, res.errors)
 	}
@@ -478,6 +502,8 @@ min_instances = 1
 	next = strings.ReplaceAll(next, "{{.Runtime}}", d.Runtime)
 	next = strings.ReplaceAll(next, "{{.App}}", d.App)
 	next = strings.Replace(next, "[pool.changed]\ncommand", "[pool.changed]\nenv = { CHANGED = \"1\" }\ncommand", 1)
+	extra := "127.0.0.1:" + strconv.Itoa(drovertest.FreePort(t))
+	next = strings.Replace(next, `listen = ["`+d.Listen+`"]`, `listen = ["`+d.Listen+`", "`+extra+`"]`, 1)
 	next += `
 [[route]]
 path = "/added"
@@ -492,6 +518,9 @@ command = ["` + d.App + `"]
 	}
 	if code, _, _ := get(t, d.URL+"/added/pid"); code != 200 {
 		t.Errorf("added pool: %d", code)
+	}
+	if code, _, _ := get(t, "http://"+extra+"/same/pid"); code != 200 {
+		t.Errorf("added listener: %d", code)
 	}
 	if code, _, reason := get(t, d.URL+"/removed/pid"); code != 404 || reason != "no-route" {
 		t.Errorf("removed pool's route: %d %q", code, reason)
