@@ -29,12 +29,20 @@ func (s *Server) cgroupFor(pool string, l cgroup.Limits) (*cgroup.Group, error) 
 }
 
 // Preflight checks what config validation cannot know from the file
-// alone: that this machine can give the pools their cgroup limits. drover
+// alone: that this machine can give the pools and services their cgroup
+// limits. drover
 // check and serve both run it; each error names the file, line and key.
 func Preflight(cfg *config.Config, h *cgroup.Hierarchy) error {
 	var errs config.Errors
+	limits := map[string]config.Limits{}
 	for name, pc := range cfg.Pools {
-		l := CgroupLimits(pc.Limits)
+		limits["pool."+name] = pc.Limits
+	}
+	for name, sc := range cfg.Services {
+		limits["service."+name] = sc.Limits
+	}
+	for table, pl := range limits {
+		l := CgroupLimits(pl)
 		if len(l.Controllers()) == 0 {
 			continue
 		}
@@ -46,11 +54,11 @@ func Preflight(cfg *config.Config, h *cgroup.Hierarchy) error {
 			err = h.Check(l)
 		}
 		if err != nil {
-			key := "pool." + name + ".limits"
+			key := table + ".limits"
 			switch {
-			case pc.Limits.Memory > 0:
+			case pl.Memory > 0:
 				key += ".memory"
-			case pc.Limits.Pids > 0:
+			case pl.Pids > 0:
 				key += ".pids"
 			default:
 				key += ".cpu"

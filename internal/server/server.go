@@ -113,7 +113,19 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err := os.MkdirAll(notifyDir, 0o755); err != nil {
 		return nil, fmt.Errorf("server.runtime_dir: %w", err)
 	}
-	svc, err := service.NewManager(cfg.Services, s.events, logger, service.WithNotifyDir(notifyDir))
+	svc, err := service.NewManager(cfg.Services, s.events, logger, service.WithNotifyDir(notifyDir),
+		service.WithCgroup(func(name string, l config.Limits) (int, bool, error) {
+			cl := CgroupLimits(l)
+			if len(cl.Controllers()) == 0 {
+				return 0, false, nil
+			}
+			g, err := s.cgroupFor("service-"+name, cl)
+			if err != nil {
+				return 0, false, err
+			}
+			fd, err := g.FD()
+			return fd, err == nil, err
+		}))
 	if err != nil {
 		return nil, err
 	}

@@ -411,4 +411,23 @@ memory = "256MiB"
 	if _, err := server.New(cfg, server.Options{}); err == nil || !strings.Contains(err.Error(), `pool "app"`) {
 		t.Fatalf("server.New: %v, want the pool refused", err)
 	}
+
+	// Services are held to the same rule.
+	file, _ = drovertest.WriteConfig(t, header+`
+[pool.app]
+command = ["{{.App}}"]
+[service.indexer]
+command = ["sleep", "1000"]
+[service.indexer.limits]
+pids = 10
+`)
+	if cfg, err = config.Load(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Preflight(cfg, nil); err == nil || !strings.Contains(err.Error(), "service.indexer.limits.pids") {
+		t.Fatalf("preflight of a service: %v", err)
+	}
+	if _, err := server.New(cfg, server.Options{}); err == nil || !strings.Contains(err.Error(), `service "indexer"`) {
+		t.Fatalf("server.New: %v, want the service refused", err)
+	}
 }

@@ -101,6 +101,15 @@ func WithBackoff(b Backoff) Option { return func(m *Manager) { m.backoff = b } }
 // bytes.
 func WithNotifyDir(dir string) Option { return func(m *Manager) { m.notifyDir = dir } }
 
+// WithCgroup gives the Manager a way to put a service in a cgroup for its
+// limits.memory, limits.pids and throttled limits.cpu: place returns an
+// open cgroup directory for the service, or ok = false when its limits
+// need none. The server passes one backed by its delegated hierarchy, and
+// refuses services whose limits it cannot honour.
+func WithCgroup(place func(service string, limits config.Limits) (fd int, ok bool, err error)) Option {
+	return func(m *Manager) { m.cgroup = place }
+}
+
 // Info describes one service at a moment.
 type Info struct {
 	Name    string `json:"name"`
@@ -135,6 +144,7 @@ type Manager struct {
 	backoff   Backoff
 	notifyDir string
 	rnd       func() float64
+	cgroup    func(string, config.Limits) (int, bool, error) // WithCgroup; may be nil
 
 	services map[string]*service // fixed after NewManager
 	names    []string            // sorted
@@ -211,6 +221,13 @@ func NewManager(cfgs map[string]*config.Service, ev *events.Log, log *slog.Logge
 	var errs []error
 	for name, cfg := range cfgs {
 		s, err := newService(name, cfg, log)
+		if err == nil && m.cgroup != nil {
+			var fd int
+			var ok bool
+			if fd, ok, err = m.cgroup(name, cfg.Limits); ok {
+				s.spec.UseCgroupFD, s.spec.CgroupFD = true, fd
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("service %q: %w", name, err))
 			continue
