@@ -16,7 +16,8 @@ import (
 // as soon as it runs; pings are FCGI_GET_VALUES management records.
 type FastCGI struct {
 	SocketDir string
-	Pool      string
+	Prefix    string // socket file names, unique per pool object
+	Pool      string // the pool's name, for logs
 	Root      string // document root: SCRIPT_FILENAME below it
 	Script    string // fixed SCRIPT_FILENAME (front controller)
 	// MaxIdleConns is how many kept connections per instance stay open;
@@ -27,7 +28,7 @@ type FastCGI struct {
 
 // NewEndpoint implements Kind.
 func (k *FastCGI) NewEndpoint(id int) (Endpoint, error) {
-	sock, err := newFDSocket(filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.fcgi", k.Pool, id)))
+	sock, err := newFDSocket(filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.fcgi", k.Prefix, id)))
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,9 @@ import (
 type HTTP struct {
 	// SocketDir is where instance sockets are created.
 	SocketDir string
-	// Pool names the pool in socket file names.
-	Pool string
+	// Prefix starts the instances' socket file names; unique per pool
+	// object, since a reload runs an old and a new pool side by side.
+	Prefix string
 	// MaxIdleConns is how many keep-alive connections per instance are
 	// kept idle; it should be at least the instance's slot count.
 	MaxIdleConns int
@@ -39,7 +40,7 @@ func (k *HTTP) NewEndpoint(id int) (Endpoint, error) {
 	e := &httpEndpoint{
 		kind: k,
 		port: port,
-		sock: filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.sock", k.Pool, id)),
+		sock: filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.sock", k.Prefix, id)),
 	}
 	_ = os.Remove(e.sock)
 	e.tr = &http1.Transport{

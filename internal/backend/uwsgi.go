@@ -23,12 +23,12 @@ import (
 // uWSGI closes the connection after each request, so there is no reuse.
 type UWSGI struct {
 	SocketDir string
-	Pool      string
+	Prefix    string // socket file names, unique per pool object
 }
 
 // NewEndpoint implements Kind.
 func (k *UWSGI) NewEndpoint(id int) (Endpoint, error) {
-	path := filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.uwsgi", k.Pool, id))
+	path := filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.uwsgi", k.Prefix, id))
 	_ = os.Remove(path)
 	e := &uwsgiEndpoint{path: path}
 	e.tr = &uwsgi.Transport{Dial: e.dial}
@@ -131,7 +131,7 @@ func waitConnect(ctx context.Context, exited <-chan struct{}, dial func(context.
 // persistent connections (uwsgi-encoded requests, HTTP/1.1 responses).
 type WSGI struct {
 	SocketDir   string
-	Pool        string
+	Prefix      string   // socket file names, unique per pool object
 	Shim        string   // path of the shim script
 	Python      string   // interpreter, or a virtualenv directory
 	App         string   // module:callable
@@ -142,7 +142,7 @@ type WSGI struct {
 
 // NewEndpoint implements Kind.
 func (k *WSGI) NewEndpoint(id int) (Endpoint, error) {
-	sock, err := newFDSocket(filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.wsgi", k.Pool, id)))
+	sock, err := newFDSocket(filepath.Join(k.SocketDir, fmt.Sprintf("%s.%d.wsgi", k.Prefix, id)))
 	if err != nil {
 		return nil, err
 	}

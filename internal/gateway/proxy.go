@@ -92,7 +92,13 @@ func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			px.observer.ObserveRequest(px.pool.Name(), code, time.Since(e.start), time.Duration(e.wait.Load()))
 		}
 	}()
-	px.rp.ServeHTTP(sw, r.WithContext(ctx))
+	if r.Header.Get("Upgrade") != "" {
+		// Upgrades (WebSocket) take ReverseProxy's path, which knows
+		// how to splice the two connections.
+		px.rp.ServeHTTP(sw, r.WithContext(ctx))
+		return
+	}
+	px.forward(sw, r.WithContext(ctx))
 }
 
 type inflightKey struct{}

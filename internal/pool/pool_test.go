@@ -29,7 +29,7 @@ instance_concurrency = `+itoa(conc)+`
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
-	p, err := pool.New(pool.Options{Config: cfg.Pools["p"], Kind: &backend.HTTP{SocketDir: dir, Pool: "p"}})
+	p, err := pool.New(pool.Options{Config: cfg.Pools["p"], Kind: &backend.HTTP{SocketDir: dir, Prefix: "p"}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -471,6 +471,7 @@ strip_prefix = true
 command = ["{{.App}}"]
 start = "always"
 min_instances = 2
+max_instances = 2
 instance_concurrency = 4
 [pool.changed]
 command = ["{{.App}}"]

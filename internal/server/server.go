@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover-pool/drover/internal/backend"
@@ -52,9 +53,10 @@ type Server struct {
 	access *gateway.AccessLog
 	closer io.Closer // the access log file, if any
 
-	reloadMu sync.Mutex     // one reload at a time
-	wg       sync.WaitGroup // pools retired by a reload, draining
-	watch    *watcher       // recycle.watch files
+	reloadMu   sync.Mutex     // one reload at a time
+	generation atomic.Int64   // numbers pool objects, for unique socket names
+	wg         sync.WaitGroup // pools retired by a reload, draining
+	watch      *watcher       // recycle.watch files
 
 	// admin is the admin listener, metrics and console (admin_wire.go).
 	admin    adminParts
@@ -171,7 +173,9 @@ func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return nil, fmt.Errorf("pool %q: runtime dir: %w", pc.Name, err)
 	}
-	kind, err := s.newKind(pc, dir)
+	// A reload can run the old and the new pool of one name side by side:
+	// each pool object gets its own socket names.
+	kind, err := s.newKind(pc, dir, fmt.Sprintf("%s-%d", pc.Name, s.generation.Add(1)))
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", pc.Name, err)
 	}
@@ -209,19 +213,19 @@ func (s *Server) newPool(pc *config.Pool) (*pool.Pool, error) {
 }
 
 // newKind picks the backend for a pool's kind.
-func (s *Server) newKind(pc *config.Pool, dir string) (backend.Kind, error) {
+func (s *Server) newKind(pc *config.Pool, dir, prefix string) (backend.Kind, error) {
 	switch pc.Kind {
 	case "http":
-		k := &backend.HTTP{SocketDir: dir, Pool: pc.Name, MaxIdleConns: 2 * pc.InstanceConcurrency}
+		k := &backend.HTTP{SocketDir: dir, Prefix: prefix, MaxIdleConns: 2 * pc.InstanceConcurrency}
 		if pc.Health.Interval > 0 {
 			k.HealthPath = pc.Health.Path
 		}
 		return k, nil
 	case "fastcgi":
-		return &backend.FastCGI{SocketDir: dir, Pool: pc.Name, Root: pc.Root, Script: pc.Script,
+		return &backend.FastCGI{SocketDir: dir, Prefix: prefix, Pool: pc.Name, Root: pc.Root, Script: pc.Script,
 			MaxIdleConns: pc.InstanceConcurrency, Logger: s.log}, nil
 	case "uwsgi":
-		return &backend.UWSGI{SocketDir: dir, Pool: pc.Name}, nil
+		return &backend.UWSGI{SocketDir: dir, Prefix: prefix}, nil
 	case "cgi":
 		return &backend.CGI{Pool: pc.Name, Root: pc.Root, Script: pc.Script, TempDir: dir, Logger: s.log}, nil
 	case "wsgi":
@@ -229,7 +233,7 @@ func (s *Server) newKind(pc *config.Pool, dir string) (backend.Kind, error) {
 		if err != nil {
 			return nil, fmt.Errorf("write the WSGI shim: %w", err)
 		}
-		return &backend.WSGI{SocketDir: dir, Pool: pc.Name, Shim: shim, Python: pc.Python, App: pc.App,
+		return &backend.WSGI{SocketDir: dir, Prefix: prefix, Shim: shim, Python: pc.Python, App: pc.App,
 			PythonPath: pc.PythonPath, Dir: pc.Dir, Concurrency: pc.InstanceConcurrency}, nil
 	}
 	return nil, fmt.Errorf("kind %q is not supported yet", pc.Kind)

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// forward proxies an ordinary (not Upgrade) request: the same semantics
+// as httputil.ReverseProxy with drover's Rewrite, without its per-request
+// header clones. The incoming request's header is edited in place: the
+// handler owns it, and nothing reads it after the handler returns.
+func (px *Proxy) forward(w http.ResponseWriter, r *http.Request) {
+	out := r.WithContext(r.Context())
+	u := *r.URL
+	u.Scheme, u.Host = "http", "instance"
+	out.URL = &u
+	out.RequestURI = ""
+	out.Close = false
+	if r.ContentLength == 0 {
+		out.Body = nil // nothing to send: the transport must not chunk
+	}
+	h := out.Header
+	removeHopByHop(h)
+	if te := r.Header.Get("Te"); strings.Contains(strings.ToLower(te), "trailers") {
+		h["Te"] = []string{"trailers"}
+	}
+	setForwarded(h, r)
+
+	resp, err := (*slotTransport)(px).RoundTrip(out)
+	if err != nil {
+		px.fail(w, r, err)
+		return
+	}
+	defer resp.Body.Close()
+
+	removeHopByHop(resp.Header)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		dst["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	var copyErr error
+	if resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		copyErr = copyFlushing(w, resp.Body, *buf)
+	} else {
+		_, copyErr = io.CopyBuffer(writerOnly{w}, resp.Body, *buf)
+	}
+	if copyErr != nil {
+		// The answer is cut short: abort the client connection so the
+		// client sees a truncated response, not a complete one.
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		dst[k] = vv
+	}
+}
+
+// copyFlushing copies a streamed body, flushing each piece as it comes so
+// that server-sent events and progressive output reach the client now.
+func copyFlushing(w http.ResponseWriter, r io.Reader, buf []byte) error {
+	rc := http.NewResponseController(w)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// writerOnly hides ReadFrom, so that io.CopyBuffer uses the pooled buffer.
+type writerOnly struct{ io.Writer }
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and
+// the old Proxy-Connection and Keep-Alive).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop headers and those that
+// Connection names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				delete(h, textproto.CanonicalMIMEHeaderKey(name))
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// setForwarded appends the client to X-Forwarded-For (as nginx's
+// $proxy_add_x_forwarded_for does) and sets X-Forwarded-Host and -Proto.
+func setForwarded(h http.Header, r *http.Request) {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		h["X-Forwarded-For"] = []string{ip}
+	} else {
+		delete(h, "X-Forwarded-For")
+	}
+	h["X-Forwarded-Host"] = []string{r.Host}
+	if r.TLS != nil {
+		h["X-Forwarded-Proto"] = []string{"https"}
+	} else {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	}
+}
