@@ -58,10 +58,10 @@
 // byte of the response was read and the request can be replayed (no body,
 // or GetBody set) and either nothing was written or the request is
 // idempotent (GET, HEAD, OPTIONS, TRACE, or an Idempotency-Key header), the
-// same rule as net/http. For requests that cannot be replayed, a reused
-// connection that has been idle for a while is first probed with a
-// non-blocking MSG_PEEK recv, so a connection the upstream already closed
-// is dropped before anything is sent. When a stale connection is found,
+// same rule as net/http. For requests that cannot be retried, a reused
+// connection is first probed with a non-blocking MSG_PEEK recv, so a
+// connection the upstream already closed is dropped before anything is
+// sent. When a stale connection is found,
 // every connection that has been idle longer is closed too.
 //
 // # Not supported

@@ -31,10 +31,6 @@ const (
 	// request body writer to finish before giving the connection up
 	// (net/http waits the same).
 	writeWaitBeforeReuse = 50 * time.Millisecond
-	// probeAfterIdle: a reused connection idle at least this long is probed
-	// for a close by the upstream before a request that cannot be retried
-	// is sent on it.
-	probeAfterIdle = 100 * time.Millisecond
 )
 
 // Transport is an http.RoundTripper for a single HTTP/1.1 upstream. Every
@@ -233,7 +229,9 @@ func (t *Transport) getConn(ctx context.Context, probe bool) (*conn, error) {
 			}
 			return t.dial(ctx)
 		}
-		if probe && idleFor >= probeAfterIdle && !c.alive() {
+		// A request that cannot be retried is worth one recv syscall:
+		// the upstream may have closed the connection a moment ago.
+		if probe && !c.alive() {
 			t.closeIdleOlder(c.idleSeq)
 			c.discard()
 			continue

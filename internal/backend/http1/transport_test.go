@@ -377,9 +377,20 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func TestStaleIdleConnRetry(t *testing.T) {
 	forNetworks(t, func(t *testing.T, network string) {
+		// The upstream closes idle connections after 30ms; closed counts
+		// them, so the test waits for the close itself, not a guess.
+		var closed atomic.Int64
 		u := newUpstream(t, network, http.HandlerFunc(echo), func(s *http.Server) {
 			s.IdleTimeout = 30 * time.Millisecond
+			s.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateClosed {
+					closed.Add(1)
+				}
+			}
 		})
+		idleClosed := func(n int64) {
+			waitFor(t, "the upstream to close its idle connections", func() bool { return closed.Load() >= n })
+		}
 		// Two idle connections, both closed by the upstream meanwhile.
 		var wg sync.WaitGroup
 		for range 2 {
@@ -399,7 +410,7 @@ func TestStaleIdleConnRetry(t *testing.T) {
 		if u.tr.IdleConns() != 2 || u.dials.Load() != 2 {
 			t.Fatalf("setup: idle %d dials %d", u.tr.IdleConns(), u.dials.Load())
 		}
-		time.Sleep(200 * time.Millisecond)
+		idleClosed(2)
 
 		// A GET on a stale connection is retried on a fresh one, and the
 		// older idle connection is dropped as well.
@@ -416,7 +427,7 @@ func TestStaleIdleConnRetry(t *testing.T) {
 
 		// A POST whose body cannot be replayed is not sent on a stale
 		// connection: the probe finds it closed.
-		time.Sleep(200 * time.Millisecond)
+		idleClosed(3)
 		req := newReq(t, "POST", u.url("/"), io.NopCloser(strings.NewReader("once")))
 		if _, body := do(t, u.tr, req); body != "once" {
 			t.Fatalf("POST: %q", body)
@@ -427,7 +438,7 @@ func TestStaleIdleConnRetry(t *testing.T) {
 
 		// A POST with GetBody is replayable, but not idempotent: also
 		// probed rather than retried.
-		time.Sleep(200 * time.Millisecond)
+		idleClosed(4)
 		req = newReq(t, "POST", u.url("/"), strings.NewReader("again"))
 		if _, body := do(t, u.tr, req); body != "again" {
 			t.Fatalf("POST GetBody: %q", body)
@@ -437,7 +448,7 @@ func TestStaleIdleConnRetry(t *testing.T) {
 		}
 
 		// A PUT (idempotent) with GetBody is retried with a new body.
-		time.Sleep(200 * time.Millisecond)
+		idleClosed(5)
 		req = newReq(t, "PUT", u.url("/"), strings.NewReader("put body"))
 		if _, body := do(t, u.tr, req); body != "put body" {
 			t.Fatalf("PUT: %q", body)
