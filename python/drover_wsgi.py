@@ -103,7 +103,34 @@ class ConnectionBroken(ConnectionError):
 
 # --- wsgi.input ---------------------------------------------------------------
 
-class _Input(object):
+class _LineReader(object):
+    """The file protocol wsgi.input needs on top of read and readline."""
+
+    __slots__ = ()
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class _Input(_LineReader):
     """wsgi.input for a body of CONTENT_LENGTH bytes.
 
     Reads never go past the body, so the next request on the connection stays
@@ -145,18 +172,6 @@ class _Input(object):
             self._short()
         return line
 
-    def readlines(self, hint=-1):
-        return _readlines(self, hint)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
     def drain(self, limit):
         """Discard the unread body; False when the connection can't be reused."""
         if self.broken:
@@ -173,7 +188,7 @@ class _Input(object):
         return True
 
 
-class _ChunkedInput(object):
+class _ChunkedInput(_LineReader):
     """wsgi.input for a DROVER_CHUNKED body: u32 LE length-prefixed chunks."""
     __slots__ = ('_r', '_left', '_done', 'broken')
 
@@ -245,18 +260,6 @@ class _ChunkedInput(object):
             return parts[0]
         return b''.join(parts)
 
-    def readlines(self, hint=-1):
-        return _readlines(self, hint)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
     def drain(self, limit):
         if self.broken:
             return False
@@ -274,19 +277,6 @@ class _ChunkedInput(object):
         except OSError:
             return False
         return False
-
-
-def _readlines(f, hint):
-    lines = []
-    total = 0
-    while True:
-        line = f.readline()
-        if not line:
-            return lines
-        lines.append(line)
-        total += len(line)
-        if hint is not None and 0 < hint <= total:
-            return lines
 
 
 class FileWrapper(object):
