@@ -188,7 +188,7 @@ func TestRecycleSlowStart(t *testing.T) {
 	close(stop)
 	base := <-results
 	res := recycleUnderLoad(t, d)
-	margin := 250 * time.Millisecond
+	margin := 400 * time.Millisecond
 	if res.slowest > base.slowest+margin {
 		t.Errorf("slowest request during recycles %s, normal %s: a request waited for a start", res.slowest, base.slowest)
 	}
