@@ -289,9 +289,9 @@ app = "no_such_module_here:app"
 	if code, _, _ := get(t, d.URL+"/"); code != 502 {
 		t.Fatalf("got %d, want 502", code)
 	}
-	if len(eventsOf(d, events.StartupFailure)) == 0 {
-		t.Error("no startup-failure event")
-	}
+	drovertest.Eventually(t, 5*time.Second, "startup-failure event", func() bool {
+		return len(eventsOf(d, events.StartupFailure)) > 0
+	})
 	drovertest.Eventually(t, 15*time.Second, "traceback in the log", func() bool {
 		return strings.Contains(d.Logs.String(), "No module named") || strings.Contains(d.Logs.String(), "ModuleNotFoundError")
 	})

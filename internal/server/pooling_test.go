@@ -452,7 +452,11 @@ command = ["{{.Dir}}/does-not-exist"]
 			t.Fatalf("got %d %q, want 502 bad-gateway", code, reason)
 		}
 	}
-	fails := d.Events().Find(func(e events.Event) bool { return e.Kind == "spawn-failure" })
+	var fails []events.Event
+	drovertest.Eventually(t, 5*time.Second, "spawn-failure event", func() bool {
+		fails = d.Events().Find(func(e events.Event) bool { return e.Kind == "spawn-failure" })
+		return len(fails) > 0
+	})
 	// Three requests in quick succession: backoff keeps the spawn count
 	// below the request count.
 	if len(fails) == 0 || len(fails) >= 3 {

@@ -126,8 +126,12 @@ command = ["{{.App}}"]
 	if code, _, reason := get(t, d.URL+"/tight/pid"); code != 502 || reason != "bad-gateway" {
 		t.Fatalf("tight pool: %d %q, want 502 bad-gateway", code, reason)
 	}
-	fails := eventsOf(d, events.StartupFailure)
-	if len(fails) == 0 || !strings.Contains(fails[0].Detail, `pool "tight"`) || !strings.Contains(fails[0].Detail, "limits.address_space") {
+	var fails []events.Event
+	drovertest.Eventually(t, 5*time.Second, "startup-failure event", func() bool {
+		fails = eventsOf(d, events.StartupFailure)
+		return len(fails) > 0
+	})
+	if !strings.Contains(fails[0].Detail, `pool "tight"`) || !strings.Contains(fails[0].Detail, "limits.address_space") {
 		t.Fatalf("startup failure events %+v: want the pool and limits.address_space named", fails)
 	}
 	if code, _, _ := get(t, d.URL+"/pid"); code != 200 {
@@ -151,10 +155,15 @@ env = { SAMPLE_NEVER_READY = "1" }
 	if el := time.Since(start); el < 300*time.Millisecond || el > 3*time.Second {
 		t.Errorf("answered after %s, want about startup_timeout", el)
 	}
-	spawns := eventsOf(d, events.Spawn)
-	fails := eventsOf(d, events.StartupFailure)
-	if len(spawns) == 0 || len(fails) == 0 || !strings.Contains(fails[0].Detail, "startup_timeout") {
-		t.Fatalf("spawns %v failures %v", spawns, fails)
+	// Events are emitted just after the pool lets go of its lock, which
+	// can be just after the request got its answer.
+	var spawns, fails []events.Event
+	drovertest.Eventually(t, 5*time.Second, "spawn and startup-failure events", func() bool {
+		spawns, fails = eventsOf(d, events.Spawn), eventsOf(d, events.StartupFailure)
+		return len(spawns) > 0 && len(fails) > 0
+	})
+	if !strings.Contains(fails[0].Detail, "startup_timeout") {
+		t.Fatalf("startup failure %+v does not name startup_timeout", fails[0])
 	}
 	drovertest.Eventually(t, 15*time.Second, "never-ready worker killed", func() bool { return !drovertest.Alive(spawns[0].PID) })
 }
@@ -276,6 +285,10 @@ on_stopped = "`+mode+`"
 			if _, why := p.State(); why != "rapid-fail" {
 				t.Fatalf("stopped because %q", why)
 			}
+			// The last failure's event follows the stop by a moment.
+			drovertest.Eventually(t, 5*time.Second, "three startup-failure events", func() bool {
+				return len(eventsOf(d, events.StartupFailure)) >= 3
+			})
 			if n := len(eventsOf(d, events.StartupFailure)); n != 3 {
 				t.Errorf("%d startup failures before the stop, want max_failures 3", n)
 			}
