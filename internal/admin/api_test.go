@@ -338,7 +338,11 @@ func TestStopStartRecycle(t *testing.T) {
 		p := readyPIDs(pool(t, c, "app"))
 		return len(p) == 1 && p[0] != old
 	})
-	evs := d.Events().Find(func(e events.Event) bool { return e.Kind == events.Recycle && e.PID == old })
+	var evs []events.Event
+	drovertest.Eventually(t, 10*time.Second, "the recycle event", func() bool {
+		evs = d.Events().Find(func(e events.Event) bool { return e.Kind == events.Recycle && e.PID == old })
+		return len(evs) > 0
+	})
 	if len(evs) != 1 || evs[0].Reason != "admin" {
 		t.Errorf("recycle events: %+v", evs)
 	}

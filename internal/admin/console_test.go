@@ -233,9 +233,9 @@ command = ["{{.App}}"]
 		}
 		return true
 	})
-	if n := len(d.Events().Find(func(e eventT) bool { return e.Kind == "recycle" && e.Reason == "admin" })); n == 0 {
-		t.Error("no recycle event with reason admin")
-	}
+	drovertest.Eventually(t, 10*time.Second, "a recycle event with reason admin", func() bool {
+		return len(d.Events().Find(func(e eventT) bool { return e.Kind == "recycle" && e.Reason == "admin" })) > 0
+	})
 
 	// Persian: right to left, translated.
 	if err := eval(tab, `(() => { const s = document.getElementById('lang'); s.value = 'fa'; s.dispatchEvent(new Event('change')); return true })()`, nil); err != nil {
