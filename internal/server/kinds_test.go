@@ -374,3 +374,30 @@ request_timeout = "500ms"
 		return true
 	})
 }
+
+// TestWSGIVirtualenv: python may name a virtualenv directory; its
+// bin/python runs the shim.
+func TestWSGIVirtualenv(t *testing.T) {
+	need(t, "/usr/bin/python3", "-c", "pass")
+	venv := t.TempDir()
+	os.MkdirAll(filepath.Join(venv, "bin"), 0o755)
+	if err := os.Symlink("/usr/bin/python3", filepath.Join(venv, "bin", "python")); err != nil {
+		t.Fatal(err)
+	}
+	d := drovertest.Start(t, header+`
+[pool.app]
+kind = "wsgi"
+python = "`+venv+`"
+app = "wsgiapp:sleepy"
+pythonpath = ["`+appsDir()+`"]
+`)
+	code, body, _ := get(t, d.URL+"/?ms=1")
+	if code != 200 || body == "" {
+		t.Fatalf("got %d %q", code, body)
+	}
+	pid := strings.TrimSpace(body)
+	cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+	if !strings.HasPrefix(string(cmdline), filepath.Join(venv, "bin", "python")) {
+		t.Errorf("instance runs %q, want the virtualenv's bin/python", cmdline)
+	}
+}
