@@ -140,7 +140,7 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		mb, _ := strconv.Atoi(q.Get("mb"))
 		b, err := syscall.Mmap(-1, 0, mb<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 		if err != nil {
-			http.Error(w, "alloc failed: "+err.Error(), 507)
+			http.Error(w, "alloc failed: "+err.Error(), http.StatusInsufficientStorage)
 			return
 		}
 		syscall.Munmap(b)

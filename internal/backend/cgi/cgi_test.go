@@ -31,7 +31,7 @@ import (
 func TestShellEnv(t *testing.T) {
 	tr, errs := newTransport(t, "POOL_VAR=pool value")
 	t.Setenv("DROVER_SECRET", "must not leak")
-	ctx := withConnInfo(nil, fastcgi.ConnInfo{RemoteAddr: "192.0.2.7:5555", LocalAddr: "198.51.100.1:8443", HTTPS: true})
+	ctx := withConnInfo(context.Background(), fastcgi.ConnInfo{RemoteAddr: "192.0.2.7:5555", LocalAddr: "198.51.100.1:8443", HTTPS: true})
 	req := newRequest(t, ctx, "GET", "http://maps.example.org/env.sh/extra/path?a=b&c=%20d", nil)
 	req.Header.Set("X-Custom", "v1")
 	req.Header.Add("X-Custom", "v2")

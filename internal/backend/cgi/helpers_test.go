@@ -125,7 +125,8 @@ func TestMain(m *testing.M) {
 		if strings.HasSuffix(name, ".noexec.py") || strings.HasSuffix(name, ".txt") {
 			mode = 0o644
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+		err := os.MkdirAll(filepath.Dir(p), 0o755)
+		if err == nil {
 			err = os.WriteFile(p, []byte(text), mode)
 		}
 		if err != nil {
@@ -312,8 +313,5 @@ func readPids(t *testing.T, fifo string) (script, child int) {
 }
 
 func withConnInfo(ctx context.Context, ci fastcgi.ConnInfo) context.Context {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	return fastcgi.WithConnInfo(ctx, ci)
 }

@@ -1,17 +1,12 @@
 package fastcgi
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"time"
 )
-
-// errStopped ends a body writer whose request the application already
-// ended: the rest of the body would never be read.
-var errStopped = errors.New("fastcgi: application ended the request before reading all of its body")
 
 // stdinPool holds the buffers of body writers: a full FCGI_STDIN record
 // plus room for padding and the empty record that ends the stream.
