@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"text/template"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/drover-pool/drover/internal/config"
 	"github.com/drover-pool/drover/internal/process"
+	"github.com/drover-pool/drover/internal/proctest"
 	"github.com/drover-pool/drover/internal/server"
 )
 
@@ -177,63 +177,6 @@ func StartWith(t testing.TB, tmpl string, opts server.Options) *Drover {
 	return &Drover{Server: srv, Vars: v, URL: "http://" + v.Listen, File: file, Logs: logs}
 }
 
-// Eventually polls cond until it holds or timeout passes; it is how tests
-// wait for a condition without sleeping a guessed time.
-func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	pause := time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", timeout, msg)
-		}
-		time.Sleep(pause)
-		pause = min(pause*2, 50*time.Millisecond)
-	}
-}
-
-// Alive reports whether a process exists and is not a zombie.
-func Alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
-}
-
-// Children returns the live processes whose parent is ppid and whose
-// command name (comm) is name ("" = any).
-func Children(ppid int, name string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open || len(s) < close+2 {
-			continue
-		}
-		comm := s[open+1 : close]
-		f := strings.Fields(s[close+2:])
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		if pp, _ := strconv.Atoi(f[1]); pp == ppid && (name == "" || comm == name) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
 // Get performs a GET and returns status, body and headers; transport
 // errors fail the test.
 func Get(t testing.TB, url string) (int, string, http.Header) {
@@ -327,17 +270,11 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// Status reads one field ("VmHWM", "VmRSS", "Uid", "Groups"...) of
-// /proc/PID/status.
-func Status(pid int, field string) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
+// Eventually, Alive, Children and Status are proctest's, here too so
+// that server tests need one import.
+var (
+	Eventually = proctest.Eventually
+	Alive      = proctest.Alive
+	Children   = proctest.Children
+	Status     = proctest.Status
+)

@@ -2,24 +2,15 @@ package process
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && s[i+2] != 'Z'
-}
+	"github.com/drover-pool/drover/internal/proctest"
+)
 
 // TestStopKillsTheGroup: a process that ignores SIGTERM is killed at the
 // timeout, and so is the child it left in its group.
@@ -56,11 +47,11 @@ func TestStopKillsTheGroup(t *testing.T) {
 	if el := time.Since(start); el < 300*time.Millisecond {
 		t.Errorf("stopped after %s although SIGTERM is ignored", el)
 	}
-	if !p.Exited() || alive(p.Pid) {
-		t.Fatalf("exited=%v, process alive=%v", p.Exited(), alive(p.Pid))
+	if !p.Exited() || proctest.Alive(p.Pid) {
+		t.Fatalf("exited=%v, process alive=%v", p.Exited(), proctest.Alive(p.Pid))
 	}
 	// The child was sent SIGKILL with the group; it dies a moment later.
-	for deadline := time.Now().Add(5 * time.Second); alive(child); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); proctest.Alive(child); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d survived its group's SIGKILL", child)
 		}

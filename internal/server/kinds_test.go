@@ -19,6 +19,7 @@ import (
 
 	"github.com/drover-pool/drover/internal/drovertest"
 	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/proctest"
 )
 
 // appsDir is examples/apps: the PHP, WSGI and CGI sample apps.
@@ -27,17 +28,13 @@ func appsDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "examples", "apps")
 }
 
-// need fails the test on CI when a program the tests use is missing
-// (.ci/run installs them all), and skips it on a developer's machine.
+// need runs a program the test uses; when it does not run, the test
+// fails on CI and skips elsewhere (proctest.Missing).
 func need(t *testing.T, program string, args ...string) {
 	t.Helper()
-	if err := exec.Command(program, args...).Run(); err == nil {
-		return
+	if err := exec.Command(program, args...).Run(); err != nil {
+		proctest.Missing(t, program)
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s %v does not run; .ci/run must install it", program, args)
-	}
-	t.Skipf("%s not installed", program)
 }
 
 // kindCases are one sample app per kind that sleeps ?ms= and answers its

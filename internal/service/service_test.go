@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-pool/drover/internal/proctest"
+
 	"github.com/drover-pool/drover/internal/config"
 	"github.com/drover-pool/drover/internal/events"
 	"github.com/drover-pool/drover/internal/process"
@@ -91,7 +93,7 @@ func newManager(t *testing.T, toml string) *harness {
 			t.Errorf("Shutdown: %v", err)
 		}
 		for _, pid := range h.spawned("") {
-			if alive(pid) {
+			if proctest.Alive(pid) {
 				t.Errorf("pid %d outlived Shutdown", pid)
 			}
 		}
@@ -124,32 +126,6 @@ func (h *harness) spawned(name string) []int {
 		pids = append(pids, e.PID)
 	}
 	return pids
-}
-
-// eventually polls cond with growing pauses until it holds or timeout
-// passes: a condition, never a guessed sleep.
-func eventually(t *testing.T, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	pause := time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", timeout, msg)
-		}
-		time.Sleep(pause)
-		pause = min(pause*2, 50*time.Millisecond)
-	}
-}
-
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
 // python returns the real python3 interpreter (not a version manager's
@@ -224,21 +200,21 @@ command = ["sleep", "600"]
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "worker running", func() bool { return h.info(t, "worker").State == service.StateRunning })
+	proctest.Eventually(t, 5*time.Second, "worker running", func() bool { return h.info(t, "worker").State == service.StateRunning })
 	first := h.info(t, "worker")
-	if first.PID == 0 || !alive(first.PID) || first.Start != "always" || first.Restarts != 0 {
+	if first.PID == 0 || !proctest.Alive(first.PID) || first.Start != "always" || first.Restarts != 0 {
 		t.Fatalf("after Start: %+v", first)
 	}
 
 	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "worker restarted", func() bool {
+	proctest.Eventually(t, 5*time.Second, "worker restarted", func() bool {
 		in := h.info(t, "worker")
 		return in.State == service.StateRunning && in.PID != first.PID
 	})
 	in := h.info(t, "worker")
-	if in.Restarts != 1 || in.LastExit != "signal: killed" || !alive(in.PID) {
+	if in.Restarts != 1 || in.LastExit != "signal: killed" || !proctest.Alive(in.PID) {
 		t.Fatalf("after restart: %+v; want 1 restart, last exit signal: killed", in)
 	}
 	crashes := h.events(events.Crash, "worker")
@@ -277,7 +253,7 @@ restart = "always"
 		t.Fatal(err)
 	}
 	in := h.info(t, "indexer")
-	if in.State != service.StateRunning || !alive(in.PID) {
+	if in.State != service.StateRunning || !proctest.Alive(in.PID) {
 		t.Fatalf("after StartService: %+v", in)
 	}
 	// Starting a running service is a no-op.
@@ -292,8 +268,8 @@ restart = "always"
 	if err := h.StopService(context.Background(), "indexer"); err != nil {
 		t.Fatal(err)
 	}
-	if after := h.info(t, "indexer"); after.State != service.StateStopped || after.PID != 0 || alive(in.PID) {
-		t.Fatalf("after StopService: %+v, old pid alive %v", after, alive(in.PID))
+	if after := h.info(t, "indexer"); after.State != service.StateStopped || after.PID != 0 || proctest.Alive(in.PID) {
+		t.Fatalf("after StopService: %+v, old pid alive %v", after, proctest.Alive(in.PID))
 	}
 	if n := len(h.events(events.Crash, "indexer")); n != 0 {
 		t.Fatalf("%d crash events for a requested stop", n)
@@ -325,7 +301,7 @@ ready = "tcp:127.0.0.1:`+strconv.Itoa(port)+`"
 	}
 	// The start goes on.
 	in := h.info(t, "slow")
-	if in.State != service.StateStarting || !alive(in.PID) {
+	if in.State != service.StateStarting || !proctest.Alive(in.PID) {
 		t.Fatalf("after the timeout: %+v, want starting with a live process", in)
 	}
 }
@@ -350,7 +326,7 @@ ready = `+q("unix:"+sock)+`
 		if err := h.StartService(context.Background(), name, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if in := h.info(t, name); in.State != service.StateReady || !alive(in.PID) {
+		if in := h.info(t, name); in.State != service.StateReady || !proctest.Alive(in.PID) {
 			t.Fatalf("%s: %+v, want ready", name, in)
 		}
 		if n := len(h.events(events.Ready, name)); n != 1 {
@@ -371,7 +347,7 @@ ready = "notify"
 		t.Fatal(err)
 	}
 	in := h.info(t, "notifier")
-	if in.State != service.StateReady || !alive(in.PID) {
+	if in.State != service.StateReady || !proctest.Alive(in.PID) {
 		t.Fatalf("%+v, want ready", in)
 	}
 	ready := h.events(events.Ready, "notifier")
@@ -392,7 +368,7 @@ ready = "notify"
 		t.Fatalf("StartService = %v, want ErrWaitTimeout", err)
 	}
 	// Running (so NOTIFY_SOCKET was set) but not ready.
-	if in := h.info(t, "mute"); in.State != service.StateStarting || !alive(in.PID) {
+	if in := h.info(t, "mute"); in.State != service.StateStarting || !proctest.Alive(in.PID) {
 		t.Fatalf("%+v, want starting", in)
 	}
 }
@@ -409,7 +385,7 @@ interval = "1m"
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "broken failed", func() bool { return h.info(t, "broken").State == service.StateFailed })
+	proctest.Eventually(t, 10*time.Second, "broken failed", func() bool { return h.info(t, "broken").State == service.StateFailed })
 	in := h.info(t, "broken")
 	if in.Restarts != 2 || in.LastExit != "exit status 3" || in.PID != 0 {
 		t.Fatalf("%+v, want 2 restarts, exit status 3", in)
@@ -441,7 +417,7 @@ interval = "1m"
 	if err := h.StartService(context.Background(), "broken", 5*time.Second); err != nil {
 		t.Fatalf("StartService after stop = %v", err)
 	}
-	eventually(t, 10*time.Second, "broken failed again", func() bool { return h.info(t, "broken").State == service.StateFailed })
+	proctest.Eventually(t, 10*time.Second, "broken failed again", func() bool { return h.info(t, "broken").State == service.StateFailed })
 	if n := len(h.spawned("broken")); n != 6 {
 		t.Fatalf("spawned %d times, want 3 more", n)
 	}
@@ -457,7 +433,7 @@ max_failures = 2
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "missing failed", func() bool { return h.info(t, "missing").State == service.StateFailed })
+	proctest.Eventually(t, 10*time.Second, "missing failed", func() bool { return h.info(t, "missing").State == service.StateFailed })
 	in := h.info(t, "missing")
 	if !strings.HasPrefix(in.LastError, "spawn: ") || in.Restarts != 1 {
 		t.Fatalf("%+v, want a spawn error and 1 restart", in)
@@ -495,7 +471,7 @@ restart = `+q(tc.restart)+`
 				t.Fatal(err)
 			}
 			if tc.restarts {
-				eventually(t, 10*time.Second, "a restart", func() bool { return h.info(t, "s").Restarts >= 1 })
+				proctest.Eventually(t, 10*time.Second, "a restart", func() bool { return h.info(t, "s").Restarts >= 1 })
 				if got := h.info(t, "s").LastExit; got != tc.lastExit {
 					t.Fatalf("last exit %q, want %q", got, tc.lastExit)
 				}
@@ -503,7 +479,7 @@ restart = `+q(tc.restart)+`
 			}
 			// Once stopped the service has no supervisor, so nothing can
 			// spawn it again: "stays down" needs no waiting.
-			eventually(t, 10*time.Second, "stopped", func() bool {
+			proctest.Eventually(t, 10*time.Second, "stopped", func() bool {
 				in := h.info(t, "s")
 				return in.State == service.StateStopped && in.LastExit != ""
 			})
@@ -524,12 +500,12 @@ restart = "never"
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "once running", func() bool { return h.info(t, "once").State == service.StateRunning })
+	proctest.Eventually(t, 5*time.Second, "once running", func() bool { return h.info(t, "once").State == service.StateRunning })
 	pid := h.info(t, "once").PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "once stopped", func() bool { return h.info(t, "once").State == service.StateStopped })
+	proctest.Eventually(t, 5*time.Second, "once stopped", func() bool { return h.info(t, "once").State == service.StateStopped })
 	in := h.info(t, "once")
 	if in.LastExit != "signal: killed" || in.Restarts != 0 || in.PID != 0 || len(h.spawned("once")) != 1 {
 		t.Fatalf("%+v, want down after one run", in)
@@ -573,14 +549,14 @@ start = "on-demand"
 		t.Fatalf("spawn order %v, want %v", spawnOrder, want)
 	}
 	var grandchild int
-	eventually(t, 5*time.Second, "grandchild pid file", func() bool {
+	proctest.Eventually(t, 5*time.Second, "grandchild pid file", func() bool {
 		b, _ := os.ReadFile(pidFile)
 		grandchild, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return grandchild > 0
 	})
 	pids := h.spawned("")
 	for _, pid := range append(pids, grandchild) {
-		if !alive(pid) {
+		if !proctest.Alive(pid) {
 			t.Fatalf("pid %d not running before Shutdown", pid)
 		}
 	}
@@ -609,13 +585,13 @@ start = "on-demand"
 		t.Fatalf("stop/exit sequence %v, want %v", seq, want)
 	}
 	for _, pid := range pids {
-		if alive(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("service pid %d outlived Shutdown", pid)
 		}
 	}
 	// The grandchild was killed with its process group; being reparented,
 	// it is reaped by someone else, so allow for that.
-	eventually(t, 5*time.Second, "grandchild gone", func() bool { return !alive(grandchild) })
+	proctest.Eventually(t, 5*time.Second, "grandchild gone", func() bool { return !proctest.Alive(grandchild) })
 	for _, in := range h.List() {
 		if in.State != service.StateStopped || in.PID != 0 {
 			t.Errorf("after Shutdown: %+v", in)
@@ -654,7 +630,7 @@ shutdown_timeout = "400ms"
 	if len(exits) != 1 || exits[0].Detail != "signal: killed" || exits[0].Reason != "shutdown" {
 		t.Fatalf("exit events %+v, want one signal: killed", exits)
 	}
-	if alive(pid) {
+	if proctest.Alive(pid) {
 		t.Fatalf("pid %d outlived Shutdown", pid)
 	}
 }
@@ -681,7 +657,7 @@ shutdown_timeout = "1m"
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("Shutdown took %s despite its deadline", took)
 	}
-	if alive(pid) {
+	if proctest.Alive(pid) {
 		t.Fatalf("pid %d outlived Shutdown", pid)
 	}
 }
@@ -706,7 +682,7 @@ max_failures = 0
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "backoff", func() bool { return m.List()[0].State == service.StateBackoff })
+	proctest.Eventually(t, 5*time.Second, "backoff", func() bool { return m.List()[0].State == service.StateBackoff })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.StopService(ctx, "flaky"); err != nil {
@@ -757,7 +733,7 @@ open_files = 123
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "env written", func() bool { _, err := os.Stat(out); return err == nil })
+	proctest.Eventually(t, 10*time.Second, "env written", func() bool { _, err := os.Stat(out); return err == nil })
 	pid := h.info(t, "limited").PID
 	limits, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/drover-pool/drover/internal/backend/fastcgi"
+	"github.com/drover-pool/drover/internal/proctest"
 )
 
 func TestShellEnv(t *testing.T) {
@@ -413,7 +414,7 @@ func TestCancel(t *testing.T) {
 				done <- result{resp, err}
 			}()
 			script, child := readPids(t, fifo)
-			if script == 0 || !alive(script) || !alive(child) {
+			if script == 0 || !proctest.Alive(script) || !proctest.Alive(child) {
 				t.Fatalf("pids %d %d not running", script, child)
 			}
 			var resp *http.Response
@@ -452,7 +453,7 @@ func TestCancel(t *testing.T) {
 			}
 			// RoundTrip or Close has returned: the script has been
 			// reaped; its child, killed with the group, is dying.
-			if alive(script) {
+			if proctest.Alive(script) {
 				t.Errorf("script %d alive", script)
 			}
 			waitDead(t, child)
@@ -475,11 +476,11 @@ func TestEarlyClose(t *testing.T) {
 	if _, err := fmt.Fscanln(resp.Body, &pid); err != nil {
 		t.Fatal(err)
 	}
-	if !alive(pid) {
+	if !proctest.Alive(pid) {
 		t.Fatalf("script %d not running", pid)
 	}
 	resp.Body.Close()
-	if alive(pid) {
+	if proctest.Alive(pid) {
 		t.Errorf("script %d alive after Close", pid)
 	}
 	if _, err := resp.Body.Read(make([]byte, 1)); err == nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-pool/drover/internal/proctest"
+
 	"go.uber.org/goleak"
 
 	"github.com/drover-pool/drover/internal/backend/fastcgi"
@@ -217,17 +219,6 @@ func envMap(body string) map[string]string {
 	return m
 }
 
-// alive reports whether pid is a live process (not gone, not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // waitDead waits for pid to die. A process killed by SIGKILL is gone from
 // the scheduler at once, but a grandchild is reparented and reaped by
 // someone else; the state turns to Z or the entry goes away soon after
@@ -236,7 +227,7 @@ func alive(pid int) bool {
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
+	for proctest.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("pid %d still alive", pid)
 		}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-pool/drover/internal/proctest"
 )
 
 // app is a FastCGI application under test, reached through a unix socket.
@@ -85,7 +87,7 @@ func startPHP(t *testing.T, scripts map[string]string) *app {
 func newPHPApp(t *testing.T, scripts map[string]string) *app {
 	t.Helper()
 	if _, err := exec.LookPath("php-cgi"); err != nil {
-		missing(t, "php-cgi")
+		proctest.Missing(t, "php-cgi")
 	}
 	a := &app{dir: t.TempDir()}
 	for name, body := range scripts {
@@ -116,7 +118,7 @@ func (a *app) spawn(t *testing.T, maxRequests int) <-chan struct{} {
 	t.Helper()
 	php, err := exec.LookPath("php-cgi")
 	if err != nil {
-		missing(t, "php-cgi")
+		proctest.Missing(t, "php-cgi")
 	}
 	// -n: no php.ini, so that the distribution's settings (such as
 	// output_buffering=4096 or post_max_size=8M) do not change the tests.
@@ -190,15 +192,4 @@ func contains(lines []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// missing skips a test whose real program is not installed on a
-// developer's machine, but fails it on CI, where .ci/run installs every
-// program the tests use: a skip there would hide a missing dependency.
-func missing(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; .ci/run must install it", what)
-	}
-	t.Skipf("%s not installed", what)
 }

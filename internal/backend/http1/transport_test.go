@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-pool/drover/internal/proctest"
 	"go.uber.org/goleak"
 )
 
@@ -348,7 +349,7 @@ func TestEarly413(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("cl=%d: took %v", cl, d)
 			}
-			waitFor(t, "request body closed", body.closed.Load)
+			proctest.Eventually(t, 5*time.Second, "request body closed", body.closed.Load)
 		}
 	})
 }
@@ -362,17 +363,6 @@ func (c *closeTracker) Read(p []byte) (int, error) { return c.r.Read(p) }
 func (c *closeTracker) Close() error {
 	c.closed.Store(true)
 	return nil
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestStaleIdleConnRetry(t *testing.T) {
@@ -389,7 +379,7 @@ func TestStaleIdleConnRetry(t *testing.T) {
 			}
 		})
 		idleClosed := func(n int64) {
-			waitFor(t, "the upstream to close its idle connections", func() bool { return closed.Load() >= n })
+			proctest.Eventually(t, 5*time.Second, "the upstream to close its idle connections", func() bool { return closed.Load() >= n })
 		}
 		// Two idle connections, both closed by the upstream meanwhile.
 		var wg sync.WaitGroup

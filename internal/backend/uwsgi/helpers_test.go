@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-pool/drover/internal/proctest"
+
 	"github.com/drover-pool/drover/python"
 )
 
@@ -126,7 +128,7 @@ type shimOptions struct {
 func launchShim(t testing.TB, o shimOptions) (p *proc, ready bool) {
 	t.Helper()
 	if _, err := os.Stat(debianPython); err != nil {
-		missing(t, debianPython)
+		proctest.Missing(t, debianPython)
 	}
 	dir := shortDir(t)
 	shim, err := python.WriteShim(dir)
@@ -203,10 +205,10 @@ func startUWSGIPlugins(t testing.TB, plugins, wsgiFile string, extra ...string) 
 	t.Helper()
 	bin, err := exec.LookPath("uwsgi")
 	if err != nil {
-		missing(t, "uwsgi")
+		proctest.Missing(t, "uwsgi")
 	}
 	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
-		missing(t, "uwsgi-plugin-python3")
+		proctest.Missing(t, "uwsgi-plugin-python3")
 	}
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "uwsgi.sock")
@@ -308,14 +310,3 @@ type unknownLength struct{ r io.Reader }
 func (u unknownLength) Read(p []byte) (int, error) { return u.r.Read(p) }
 
 var errTest = errors.New("test: body failed")
-
-// missing skips a test whose real program is not installed on a
-// developer's machine, but fails it on CI, where .ci/run installs every
-// program the tests use: a skip there would hide a missing dependency.
-func missing(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; .ci/run must install it", what)
-	}
-	t.Skipf("%s not installed", what)
-}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/drover-pool/drover/internal/proctest"
 )
 
 // shimTransport is the Transport as drover configures it for the shim.
@@ -226,7 +228,7 @@ func TestShimErrors(t *testing.T) {
 
 func TestShimFlask(t *testing.T) {
 	if err := exec.Command(debianPython, "-c", "import flask").Run(); err != nil {
-		missing(t, "python3-flask for /usr/bin/python3")
+		proctest.Missing(t, "python3-flask for /usr/bin/python3")
 	}
 	p := startShim(t, shimOptions{app: "flaskapp:app"})
 	tr, d := shimTransport(p, 1)
