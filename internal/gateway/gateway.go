@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/drover-pool/drover/internal/gateway/h1"
 )
 
 // Gateway is the front end. Create it with New.
@@ -37,10 +39,67 @@ type Gateway struct {
 	wg        sync.WaitGroup // the Serve goroutines
 }
 
+// listener is one listen address. TLS listeners are served by net/http
+// alone; cleartext ones by h1, which hands h2c connections to srv.
 type listener struct {
 	addr string
 	srv  *http.Server
+	h1   *h1.Server // nil for TLS
+	h2c  *connQueue // the connections h1 passes to srv
 }
+
+// shutdown stops the listener gracefully (until ctx ends).
+func (l *listener) shutdown(ctx context.Context) error {
+	var err error
+	if l.h1 != nil {
+		err = l.h1.Shutdown(ctx)
+	}
+	return errors.Join(err, l.srv.Shutdown(ctx))
+}
+
+func (l *listener) close() {
+	if l.h1 != nil {
+		_ = l.h1.Close()
+	}
+	_ = l.srv.Close()
+}
+
+// connQueue is the net.Listener through which h1 hands h2c connections
+// to net/http's server.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
 
 // Options configure a Gateway.
 type Options struct {
@@ -108,6 +167,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // scriptNameKey carries the prefix strip_prefix removed.
 type scriptNameKey struct{}
 
+// Limits of the front end, as nginx's defaults roughly: a head must
+// arrive within 30s, a kept-alive connection may idle for 2 minutes.
+const (
+	readHeaderTimeout = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 1 << 20
+)
+
 // Listen starts serving on addr ("host:port" or "unix:/path"). Listening
 // errors are returned at once; serving runs until Shutdown or Close(addr).
 func (g *Gateway) Listen(addr string) error {
@@ -117,15 +184,15 @@ func (g *Gateway) Listen(addr string) error {
 	}
 	srv := &http.Server{
 		Handler:           g,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          nil,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		Protocols:         new(http.Protocols),
 	}
-	srv.Protocols.SetHTTP1(true)
+	ln := &listener{addr: addr, srv: srv}
 	isTLS := g.tlsConfig != nil && !strings.HasPrefix(addr, "unix:")
 	if isTLS {
+		srv.Protocols.SetHTTP1(true)
 		srv.TLSConfig = g.tlsConfig.Clone()
 		srv.Protocols.SetHTTP2(true)
 		l = tls.NewListener(l, srv.TLSConfig)
@@ -134,6 +201,15 @@ func (g *Gateway) Listen(addr string) error {
 		}
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
+		ln.h2c = newConnQueue(l.Addr())
+		ln.h1 = &h1.Server{
+			Handler:           g,
+			H2:                ln.h2c.push,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			Logger:            g.log,
+		}
 	}
 	g.mu.Lock()
 	if _, dup := g.listeners[addr]; dup {
@@ -141,15 +217,22 @@ func (g *Gateway) Listen(addr string) error {
 		l.Close()
 		return fmt.Errorf("listen %s: already listening", addr)
 	}
-	g.listeners[addr] = &listener{addr: addr, srv: srv}
+	g.listeners[addr] = ln
 	g.mu.Unlock()
-	g.wg.Add(1)
-	go func() {
+	serve := func(serve func(net.Listener) error, l net.Listener) {
 		defer g.wg.Done()
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			g.log.Error("front end stopped", "listen", addr, "err", err)
 		}
-	}()
+	}
+	if ln.h1 != nil {
+		g.wg.Add(2)
+		go serve(ln.h1.Serve, l)
+		go serve(srv.Serve, ln.h2c)
+	} else {
+		g.wg.Add(1)
+		go serve(srv.Serve, l)
+	}
 	g.log.Info("listening", "listen", addr, "tls", isTLS)
 	return nil
 }
@@ -204,7 +287,7 @@ func (g *Gateway) Close(ctx context.Context, addr string) error {
 	if l == nil {
 		return fmt.Errorf("close %s: not listening", addr)
 	}
-	return l.srv.Shutdown(ctx)
+	return l.shutdown(ctx)
 }
 
 // Shutdown stops every listener gracefully: in-flight requests complete
@@ -221,8 +304,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				_ = l.srv.Close()
+			if err := l.shutdown(ctx); err != nil {
+				l.close()
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("listener %s: %w", l.addr, err))
 				mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover-pool/drover/internal/backend"
 	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/gateway/h1"
 	"github.com/drover-pool/drover/internal/pool"
 )
 
@@ -151,13 +152,20 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	px := (*Proxy)(t)
 	e, _ := req.Context().Value(inflightKey{}).(*inflight)
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
-		inst, err := px.pool.Acquire(req.Context())
-		if e != nil {
-			e.wait.Add(int64(time.Since(start)))
-		}
-		if err != nil {
-			return nil, err
+		inst := px.pool.TryAcquire()
+		if inst == nil {
+			// This request waits: a client that leaves meanwhile must
+			// give up its place, so watch its connection from now.
+			h1.Watch(req.Context())
+			start := time.Now()
+			var err error
+			inst, err = px.pool.Acquire(req.Context())
+			if e != nil {
+				e.wait.Add(int64(time.Since(start)))
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
 		if e != nil {
 			e.pid.Store(int64(inst.Pid()))

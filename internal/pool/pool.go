@@ -213,14 +213,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
 		p.mu.Unlock()
 		return nil, ErrStopped
 	}
-	if n := len(p.free); n > 0 {
-		inst := p.free[n-1]
-		inst.inFlight++
-		if inst.inFlight >= p.cfg.InstanceConcurrency {
-			p.free[n-1] = nil
-			p.free = p.free[:n-1]
-			inst.inFree = false
-		}
+	if inst := p.takeFreeLocked(); inst != nil {
 		p.mu.Unlock()
 		return inst, nil
 	}
@@ -257,6 +250,37 @@ func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
 	case <-timeout:
 		return nil, p.abandon(w, ErrWaitTimeout)
 	}
+}
+
+// TryAcquire is Acquire when a slot is free now, and nil otherwise (the
+// pool is stopped, or the caller would have to wait). A caller that
+// must know the client is still there while it waits (the front end
+// watches the connection then) tries this first.
+func (p *Pool) TryAcquire() *Instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != Running || p.closed {
+		return nil
+	}
+	return p.takeFreeLocked()
+}
+
+// takeFreeLocked reserves a slot on a free instance, if there is one.
+// Free slots exist only while nobody waits: Release hands a slot to the
+// oldest waiter directly.
+func (p *Pool) takeFreeLocked() *Instance {
+	n := len(p.free)
+	if n == 0 {
+		return nil
+	}
+	inst := p.free[n-1]
+	inst.inFlight++
+	if inst.inFlight >= p.cfg.InstanceConcurrency {
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		inst.inFree = false
+	}
+	return inst
 }
 
 // backlogLocked is how many waiting requests no instance is on its way
