@@ -72,8 +72,8 @@ TOML
 uwsgi --plugin python3 --socket "$work/uwsgi.sock" --chmod-socket=666 --wsgi-file "$work/hello.py" \
   --master --processes 2 --disable-logging --die-on-term >"$work/uwsgi.log" 2>&1 & pids+=($!)
 # gunicorn, 2 sync workers, behind nginx.
-(cd "$work" && gunicorn --workers 2 --worker-class sync --bind "unix:$work/gunicorn.sock" hello:application \
-  >"$work/gunicorn.log" 2>&1) & pids+=($!)
+gunicorn --chdir "$work" --workers 2 --worker-class sync --bind "unix:$work/gunicorn.sock" hello:application \
+  >"$work/gunicorn.log" 2>&1 & pids+=($!)
 # php-fpm, pm static with 2 children, behind nginx.
 cat > "$work/fpm.conf" <<FPM
 [global]

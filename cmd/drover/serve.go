@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
@@ -21,6 +22,7 @@ func serve(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	file := fs.String("c", "drover.toml", "configuration file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file at exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -40,6 +42,14 @@ func serve(args []string) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if err := writeHeapProfile(*memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "drover:", err)
+			}
+		}()
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// drover's live heap is small and made of short-lived request
@@ -127,4 +137,18 @@ func load(file string) (*config.Config, bool) {
 		return nil, false
 	}
 	return cfg, true
+}
+
+// writeHeapProfile writes the allocations made since start (the
+// "allocs" profile) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -11,28 +11,28 @@ import (
 
 // forward proxies an ordinary (not Upgrade) request: the same semantics
 // as httputil.ReverseProxy with drover's Rewrite, without its per-request
-// header clones. The incoming request's header is edited in place: the
-// handler owns it, and nothing reads it after the handler returns.
-func (px *Proxy) forward(w http.ResponseWriter, r *http.Request) {
-	out := r.WithContext(r.Context())
-	u := *r.URL
-	u.Scheme, u.Host = "http", "instance"
-	out.URL = &u
+// clones. out is the proxy's own shallow copy of the incoming request,
+// and is edited in place to become the request to the instance; so is
+// the header, which nothing reads after the handler returns. The URL is
+// shared with the incoming request (the access log reads it afterwards)
+// and is left alone: the transports use only its path and query.
+func (px *Proxy) forward(w http.ResponseWriter, out *http.Request) {
+	te := out.Header.Get("Te")
 	out.RequestURI = ""
 	out.Close = false
-	if r.ContentLength == 0 {
+	if out.ContentLength == 0 {
 		out.Body = nil // nothing to send: the transport must not chunk
 	}
 	h := out.Header
 	removeHopByHop(h)
-	if te := r.Header.Get("Te"); strings.Contains(strings.ToLower(te), "trailers") {
-		h["Te"] = []string{"trailers"}
+	if strings.Contains(strings.ToLower(te), "trailers") {
+		h["Te"] = teTrailers
 	}
-	setForwarded(h, r)
+	setForwarded(h, out)
 
 	resp, err := (*slotTransport)(px).RoundTrip(out)
 	if err != nil {
-		px.fail(w, r, err)
+		px.fail(w, out, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -130,8 +130,16 @@ func setForwarded(h http.Header, r *http.Request) {
 	}
 	h["X-Forwarded-Host"] = []string{r.Host}
 	if r.TLS != nil {
-		h["X-Forwarded-Proto"] = []string{"https"}
+		h["X-Forwarded-Proto"] = protoHTTPS
 	} else {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		h["X-Forwarded-Proto"] = protoHTTP
 	}
 }
+
+// Header values shared by every request; capped so that an append by
+// anyone copies rather than writes into them.
+var (
+	protoHTTP  = []string{"http"}[:1:1]
+	protoHTTPS = []string{"https"}[:1:1]
+	teTrailers = []string{"trailers"}[:1:1]
+)

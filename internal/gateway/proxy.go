@@ -15,7 +15,6 @@ import (
 
 	"github.com/drover-pool/drover/internal/backend"
 	"github.com/drover-pool/drover/internal/events"
-	"github.com/drover-pool/drover/internal/gateway/h1"
 	"github.com/drover-pool/drover/internal/pool"
 )
 
@@ -79,14 +78,14 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := &inflight{req: r, start: time.Now()}
+	e.sw.ResponseWriter = w
 	ctx := backend.WithConnInfo(r.Context(), connInfo(r))
 	ctx = context.WithValue(ctx, inflightKey{}, e)
 	px.requests.add(e)
-	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		px.requests.remove(e)
 		if px.observer != nil {
-			code := sw.code
+			code := e.sw.code
 			if code == 0 {
 				code = 499 // aborted before any answer
 			}
@@ -96,10 +95,11 @@ func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Upgrade") != "" {
 		// Upgrades (WebSocket) take ReverseProxy's path, which knows
 		// how to splice the two connections.
-		px.rp.ServeHTTP(sw, r.WithContext(ctx))
+		px.rp.ServeHTTP(&e.sw, r.WithContext(ctx))
 		return
 	}
-	px.forward(sw, r.WithContext(ctx))
+	// The copy is the proxy's own: forward edits it for the instance.
+	px.forward(&e.sw, r.WithContext(ctx))
 }
 
 type inflightKey struct{}
@@ -152,20 +152,13 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	px := (*Proxy)(t)
 	e, _ := req.Context().Value(inflightKey{}).(*inflight)
 	for attempt := 0; ; attempt++ {
-		inst := px.pool.TryAcquire()
-		if inst == nil {
-			// This request waits: a client that leaves meanwhile must
-			// give up its place, so watch its connection from now.
-			h1.Watch(req.Context())
-			start := time.Now()
-			var err error
-			inst, err = px.pool.Acquire(req.Context())
-			if e != nil {
-				e.wait.Add(int64(time.Since(start)))
-			}
-			if err != nil {
-				return nil, err
-			}
+		start := time.Now()
+		inst, err := px.pool.Acquire(req.Context())
+		if e != nil {
+			e.wait.Add(int64(time.Since(start)))
+		}
+		if err != nil {
+			return nil, err
 		}
 		if e != nil {
 			e.pid.Store(int64(inst.Pid()))

@@ -33,6 +33,7 @@ type RequestInfo struct {
 // written before it is registered and not changed afterwards.
 type inflight struct {
 	req   *http.Request
+	sw    statusWriter // the response, for the status the Observer gets
 	start time.Time
 	pid   atomic.Int64
 	wait  atomic.Int64 // nanoseconds spent waiting for slots

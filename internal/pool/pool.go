@@ -252,19 +252,6 @@ func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
 	}
 }
 
-// TryAcquire is Acquire when a slot is free now, and nil otherwise (the
-// pool is stopped, or the caller would have to wait). A caller that
-// must know the client is still there while it waits (the front end
-// watches the connection then) tries this first.
-func (p *Pool) TryAcquire() *Instance {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state != Running || p.closed {
-		return nil
-	}
-	return p.takeFreeLocked()
-}
-
 // takeFreeLocked reserves a slot on a free instance, if there is one.
 // Free slots exist only while nobody waits: Release hands a slot to the
 // oldest waiter directly.

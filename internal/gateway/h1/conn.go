@@ -108,7 +108,7 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	if a := rwc.RemoteAddr(); a != nil {
 		c.remoteAddr = a.String()
 	}
-	c.baseCtx = context.WithValue(context.Background(), connKey{}, c)
+	c.baseCtx = context.Background()
 	if a := rwc.LocalAddr(); a != nil {
 		c.baseCtx = context.WithValue(c.baseCtx, http.LocalAddrContextKey, a)
 	}
@@ -118,16 +118,6 @@ func newConn(s *Server, rwc net.Conn) *conn {
 }
 
 type connKey struct{}
-
-// Watch asks h1 to watch the connection of the request whose context is
-// ctx for a client hang-up now, rather than after Server.WatchAfter: a
-// handler about to wait calls it so that a client that leaves stops the
-// wait at once. It does nothing for contexts that are not h1's.
-func Watch(ctx context.Context) {
-	if c, ok := ctx.Value(connKey{}).(*conn); ok {
-		c.startWatch(0)
-	}
-}
 
 func (c *conn) serve() {
 	hijacked := false
@@ -317,12 +307,12 @@ func (c *conn) watchTimeout() {
 	c.startWatch(seq)
 }
 
-// startWatch starts watching the connection for the current request
-// (seq 0) or for request seq if it is still the current one.
+// startWatch starts watching the connection for request seq if it is
+// still the current one.
 func (c *conn) startWatch(seq uint64) {
 	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
-	if seq != 0 && seq != c.reqSeq {
+	if seq != c.reqSeq {
 		return
 	}
 	if c.watch != watchNone {

@@ -289,21 +289,18 @@ func TestNoBodyAnswers(t *testing.T) {
 }
 
 func TestClientGoneCancelsRequest(t *testing.T) {
-	for _, watchNow := range []bool{false, true} {
-		t.Run(fmt.Sprintf("watch=%v", watchNow), func(t *testing.T) {
+	for _, after := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprintf("watch-after=%v", after), func(t *testing.T) {
 			canceled := make(chan struct{})
 			started := make(chan struct{})
 			addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if watchNow {
-					Watch(r.Context())
-				}
 				close(started)
 				select {
 				case <-r.Context().Done():
 					close(canceled)
 				case <-time.After(10 * time.Second):
 				}
-			}), func(s *Server) { s.WatchAfter = 50 * time.Millisecond })
+			}), func(s *Server) { s.WatchAfter = after })
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -330,7 +327,6 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 	var n atomic.Int32
 	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 1 {
-			Watch(r.Context())
 			select {
 			case <-release:
 			case <-r.Context().Done():
@@ -339,7 +335,7 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 			}
 		}
 		io.WriteString(w, r.URL.Path)
-	}))
+	}), func(s *Server) { s.WatchAfter = time.Millisecond })
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

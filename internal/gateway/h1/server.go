@@ -17,9 +17,9 @@
 //     from substrings of it.
 //   - The request's context is canceled when the client goes away, but
 //     the connection is only watched for that once the handler has been
-//     running for Server.WatchAfter, or when the handler asks with Watch
-//     (drover does before a request queues for a slot). A request that is
-//     answered quickly never pays for watching.
+//     running for Server.WatchAfter (10ms): a request that is answered
+//     quickly never pays for watching, and one that waits in a pool's
+//     queue or on a slow instance is given up soon after its client.
 //   - A response without Content-Length is held back up to 4 KiB, so
 //     that small answers get a Content-Length and larger ones are chunked.
 //
