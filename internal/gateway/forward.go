@@ -69,18 +69,24 @@ func (px *Proxy) forward(w http.ResponseWriter, out *http.Request) {
 	}
 }
 
-// copyFlushing copies a streamed body, flushing each piece as it comes so
-// that server-sent events and progressive output reach the client now.
+// copyFlushing copies a streamed body, flushing whenever the instance
+// has sent nothing more yet, so that server-sent events and progressive
+// output reach the client now, and a response that arrived whole (a PHP
+// page without Content-Length, say) leaves in one write, which the front
+// end can then give a Content-Length.
 func copyFlushing(w http.ResponseWriter, r io.Reader, buf []byte) error {
 	rc := http.NewResponseController(w)
+	arrived, _ := r.(interface{ Buffered() int })
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
-				return ferr
+			if err == nil && (arrived == nil || arrived.Buffered() == 0) {
+				if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+					return ferr
+				}
 			}
 		}
 		if err == io.EOF {

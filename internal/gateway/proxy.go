@@ -276,6 +276,14 @@ func (b *leasedBody) Close() error {
 	return err
 }
 
+// Buffered passes the body's hint on (see copyFlushing).
+func (b *leasedBody) Buffered() int {
+	if a, ok := b.ReadCloser.(interface{ Buffered() int }); ok {
+		return a.Buffered()
+	}
+	return 0
+}
+
 // leasedConn is leasedBody for an upgraded connection, which the proxy
 // needs to be writable.
 type leasedConn struct {

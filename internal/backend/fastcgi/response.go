@@ -114,6 +114,35 @@ func (s *stream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// ready returns how many bytes have arrived, or 0 when Read would wait:
+// at a record boundary the next record must be here whole (for
+// FCGI_STDOUT, its header and a byte of content).
+func (s *stream) ready() int {
+	if s.err != nil {
+		return 1 // Read answers at once
+	}
+	n := s.br.Buffered()
+	if s.stdout > 0 {
+		return n
+	}
+	need := s.pad + headerLen
+	if n < need {
+		return 0
+	}
+	b, _ := s.br.Peek(need) // buffered: does not wait
+	h := b[s.pad:]
+	length, padding := int(binary.BigEndian.Uint16(h[4:])), int(h[6])
+	if h[1] == typeStdout && length > 0 {
+		need++
+	} else {
+		need += length + padding
+	}
+	if n < need {
+		return 0
+	}
+	return n
+}
+
 // next reads the next record header and what goes with it, up to the
 // content of an FCGI_STDOUT record, which Read hands out.
 func (s *stream) next() error {
@@ -433,6 +462,24 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	b.stop()
 	b.c.nc.Close()
 	return n, err
+}
+
+// Buffered reports how many bytes of the response (records included)
+// have arrived and not been read: when it is not 0, Read will not wait.
+// A proxy flushes its client only when Buffered is 0, so that a response
+// that arrived in one piece leaves in one piece. Call it from the
+// goroutine that reads.
+func (b *responseBody) Buffered() int {
+	b.mu.Lock()
+	open := b.state == bodyOpen
+	b.mu.Unlock()
+	if !open {
+		return 0
+	}
+	if n := b.c.hr.Buffered(); n > 0 {
+		return n
+	}
+	return b.c.s.ready()
 }
 
 // release runs at FCGI_END_REQUEST: the connection is kept if nothing
