@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover-pool/drover/internal/backend"
 	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/gateway/h1"
 	"github.com/drover-pool/drover/internal/pool"
 )
 
@@ -218,16 +219,22 @@ type lease struct {
 	px       *Proxy
 	inst     *pool.Instance
 	ctx      context.Context
-	cancel   context.CancelFunc
+	abort    context.CancelFunc // ends the round trip when the time is up
+	cancel   context.CancelFunc // ctx's own, when the lease made one
 	timer    *time.Timer
 	timedOut atomic.Bool
 	released atomic.Bool
 }
 
 func (px *Proxy) newLease(inst *pool.Instance, parent context.Context) *lease {
-	l := &lease{px: px, inst: inst}
-	l.ctx, l.cancel = context.WithCancel(parent)
+	l := &lease{px: px, inst: inst, ctx: parent}
 	if px.timeout > 0 {
+		// A front-end request's own context can be canceled; others get
+		// a context of the lease's.
+		if l.abort = h1.Cancel(parent); l.abort == nil {
+			l.ctx, l.cancel = context.WithCancel(parent)
+			l.abort = l.cancel
+		}
 		l.timer = time.AfterFunc(px.timeout, l.expire)
 	}
 	return l
@@ -238,7 +245,7 @@ func (px *Proxy) newLease(inst *pool.Instance, parent context.Context) *lease {
 func (l *lease) expire() {
 	l.timedOut.Store(true)
 	l.px.pool.Fail(l.inst, events.TimeoutKill, "request ran past request_timeout "+l.px.timeout.String())
-	l.cancel()
+	l.abort()
 }
 
 func (l *lease) stopTimer() {
@@ -252,7 +259,9 @@ func (l *lease) done() {
 		return
 	}
 	l.stopTimer()
-	l.cancel()
+	if l.cancel != nil {
+		l.cancel()
+	}
 	l.px.pool.Release(l.inst)
 }
 

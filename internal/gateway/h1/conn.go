@@ -39,6 +39,8 @@ type conn struct {
 	head []byte     // the head being read; reused
 	pend []byte     // a response held back for its Content-Length; reused
 
+	respHeader http.Header // the response header map; reused
+
 	// deadline is set while the head's read deadline is still on the
 	// connection: the first body read or watch clears it.
 	deadline bool
@@ -116,8 +118,6 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	c.watchTimer.Stop()
 	return c
 }
-
-type connKey struct{}
 
 func (c *conn) serve() {
 	hijacked := false
@@ -253,9 +253,16 @@ const (
 )
 
 func (c *conn) serveRequest(head *http.Request) (next after) {
-	ctx, cancel := context.WithCancel(c.baseCtx)
-	req := head.WithContext(ctx)
-	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	inner, cancel := context.WithCancel(c.baseCtx)
+	req := head.WithContext(&reqCtx{Context: inner, cancel: cancel})
+	// The header map is the connection's, cleared for each request: a
+	// ResponseWriter is not to be used once its handler returned.
+	if c.respHeader == nil {
+		c.respHeader = make(http.Header, 8)
+	} else {
+		clear(c.respHeader)
+	}
+	w := &response{c: c, req: req, header: c.respHeader, contentLength: -1}
 	if b, ok := req.Body.(*body); ok {
 		b.resp = w
 	}
@@ -297,6 +304,32 @@ func (c *conn) serveRequest(head *http.Request) (next after) {
 		return afterClose
 	}
 	return afterNext
+}
+
+// reqCtx is a request's context: it is canceled when the client goes
+// away or the handler returns, and hands its cancel to Cancel.
+type reqCtx struct {
+	context.Context
+	cancel context.CancelFunc
+}
+
+type cancelKey struct{}
+
+func (r *reqCtx) Value(key any) any {
+	if key == (cancelKey{}) {
+		return r.cancel
+	}
+	return r.Context.Value(key)
+}
+
+// Cancel returns the function that cancels the context of the h1 request
+// whose context is ctx, or one derived from it, or nil for any other
+// context. A handler that must be able to stop its request's work early
+// (drover's proxy does when request_timeout passes) uses it instead of a
+// context of its own, which would cost a context per request.
+func Cancel(ctx context.Context) context.CancelFunc {
+	f, _ := ctx.Value(cancelKey{}).(context.CancelFunc)
+	return f
 }
 
 // watchTimeout runs when a request has been served for WatchAfter.
