@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures, in one run on one machine, the same Go hello worker (the sample
-# app) reached directly, through drover, and through nginx with a
-# keep-alive upstream, with wrk. Prints req/s, p50 and p99, and the ratios
-# drover/direct and drover/nginx.
+# app) reached directly, through drover, through nginx with a keep-alive
+# upstream, and through bench/minproxy (the floor of any Go proxy here),
+# with wrk. Prints req/s, p50 and p99, and the ratios drover/direct,
+# drover/nginx and drover/minproxy.
 #
 #   bench/proxy.sh [DURATION] [CONNECTIONS]      (defaults: 10s 32)
 set -euo pipefail
@@ -18,7 +19,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-go build -o "$work/" ./cmd/drover ./examples/sampleapp
+go build -o "$work/" ./cmd/drover ./examples/sampleapp ./bench/minproxy
 
 PORT=18081 "$work/sampleapp" & pids+=($!)
 
@@ -63,7 +64,9 @@ http {
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 
-for port in 18081 18082 18083; do
+"$work/minproxy" 127.0.0.1:18084 127.0.0.1:18081 & pids+=($!)
+
+for port in 18081 18082 18083 18084; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
 done
 
@@ -81,11 +84,16 @@ run() {
 read -r d_rps d_p50 d_p99 < <(run direct 18081)
 read -r g_rps g_p50 g_p99 < <(run drover 18082)
 read -r n_rps n_p50 n_p99 < <(run nginx 18083)
+read -r m_rps m_p50 m_p99 < <(run minproxy 18084)
 
 printf '\nGo hello worker, wrk -t2 -c%s -d%s, %s cores\n' "$conns" "$dur" "$(nproc)"
 printf '%-8s %10s %9s %9s\n' path req/s p50_ms p99_ms
 printf '%-8s %10s %9s %9s\n' direct "$d_rps" "$d_p50" "$d_p99"
 printf '%-8s %10s %9s %9s\n' drover "$g_rps" "$g_p50" "$g_p99"
 printf '%-8s %10s %9s %9s\n' nginx "$n_rps" "$n_p50" "$n_p99"
-awk -v g="$g_rps" -v d="$d_rps" -v n="$n_rps" -v gp="$g_p99" -v np="$n_p99" 'BEGIN {
-  printf "drover/direct req/s: %.2f\ndrover/nginx req/s:  %.2f\ndrover p99 - nginx p99: %+.3f ms\n", g/d, g/n, gp-np }'
+printf '%-8s %10s %9s %9s\n' minproxy "$m_rps" "$m_p50" "$m_p99"
+awk -v g="$g_rps" -v d="$d_rps" -v n="$n_rps" -v m="$m_rps" -v gp="$g_p99" -v np="$n_p99" 'BEGIN {
+  printf "drover/direct req/s:   %.2f\n", g/d
+  printf "drover/nginx req/s:    %.2f (target >= 1)\n", g/n
+  printf "drover/minproxy req/s: %.2f; minproxy/nginx: %.2f\n", g/m, m/n
+  printf "drover p99 - nginx p99: %+.3f ms (target <= +1)\n", gp-np }'
