@@ -61,7 +61,9 @@ var ErrExited = errors.New("exited before it was ready")
 type ConnInfo struct {
 	// RemoteAddr is the client's address ("ip:port"; "" for unix sockets).
 	RemoteAddr string
-	// LocalAddr is the address the request arrived at.
+	// LocalAddr is the address the request arrived at. Empty: the
+	// backends take it from the context's http.LocalAddrContextKey, which
+	// costs its formatting only to the kinds that send it.
 	LocalAddr string
 	// HTTPS is true when the client connection used TLS.
 	HTTPS bool

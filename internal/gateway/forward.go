@@ -126,15 +126,18 @@ func removeHopByHop(h http.Header) {
 // setForwarded appends the client to X-Forwarded-For (as nginx's
 // $proxy_add_x_forwarded_for does) and sets X-Forwarded-Host and -Proto.
 func setForwarded(h http.Header, r *http.Request) {
+	vals := make([]string, 2) // one allocation for both values
+	vals[0] = r.Host
+	h["X-Forwarded-Host"] = vals[0:1:1]
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			ip = strings.Join(prior, ", ") + ", " + ip
 		}
-		h["X-Forwarded-For"] = []string{ip}
+		vals[1] = ip
+		h["X-Forwarded-For"] = vals[1:2:2]
 	} else {
 		delete(h, "X-Forwarded-For")
 	}
-	h["X-Forwarded-Host"] = []string{r.Host}
 	if r.TLS != nil {
 		h["X-Forwarded-Proto"] = protoHTTPS
 	} else {

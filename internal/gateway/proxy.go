@@ -114,9 +114,6 @@ func (px *Proxy) Pool() *pool.Pool { return px.pool }
 func connInfo(r *http.Request) backend.ConnInfo {
 	ci := backend.ConnInfo{RemoteAddr: r.RemoteAddr, HTTPS: r.TLS != nil}
 	ci.ScriptName, _ = r.Context().Value(scriptNameKey{}).(string)
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		ci.LocalAddr = a.String()
-	}
 	return ci
 }
 

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -100,9 +99,7 @@ func pathMatches(prefix, path string) bool {
 }
 
 func normalizeHost(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
+	host = cutPort(host)
 	host = strings.TrimSuffix(host, ".")
 	for i := 0; i < len(host); i++ {
 		if c := host[i]; c >= 'A' && c <= 'Z' {
@@ -110,6 +107,33 @@ func normalizeHost(host string) string {
 		}
 	}
 	return host
+}
+
+// cutPort removes a port from a Host header ("example.org:8080",
+// "[::1]:8080") and the brackets of an IPv6 literal, without the
+// allocation of net.SplitHostPort's error for the common host without
+// a port.
+func cutPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i > 0 && digits(host[i+1:]) {
+		// "name:port" or "[v6]:port"; a bare IPv6 literal has other
+		// colons and no brackets, and no port.
+		if host[i-1] == ']' || strings.IndexByte(host[:i], ':') < 0 {
+			host = host[:i]
+		}
+	}
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return host
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // stripPrefix removes a matched route prefix from the request path.

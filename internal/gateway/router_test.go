@@ -116,3 +116,27 @@ func TestAnswer(t *testing.T) {
 		t.Fatalf("answer: %d %v", w.Code, w.Header())
 	}
 }
+
+func TestNormalizeHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"Example.ORG":      "example.org",
+		"example.org:8080": "example.org",
+		"example.org.":     "example.org",
+		"example.org.:80":  "example.org",
+		"127.0.0.1:18082":  "127.0.0.1",
+		"[::1]:8080":       "::1",
+		"[::1]":            "::1",
+		"::1":              "::1",
+		"fe80::1":          "fe80::1",
+		"host:":            "host",
+		"host:http":        "host:http",
+		"":                 "",
+	} {
+		if got := normalizeHost(in); got != want {
+			t.Errorf("normalizeHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { normalizeHost("tiles.example.org:8080") }); n != 0 {
+		t.Errorf("normalizeHost allocates %v times", n)
+	}
+}

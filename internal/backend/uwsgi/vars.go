@@ -170,6 +170,8 @@ func (t *Transport) appendPacket(b []byte, req *http.Request, length int64, mode
 	ci, haveCI := ConnInfoFrom(ctx)
 	if !haveCI {
 		ci.RemoteAddr = req.RemoteAddr
+	}
+	if ci.LocalAddr == "" {
 		if a, ok := ctx.Value(http.LocalAddrContextKey).(net.Addr); ok {
 			ci.LocalAddr = a.String()
 		}
