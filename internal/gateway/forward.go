@@ -53,12 +53,8 @@ func (px *Proxy) forward(w http.ResponseWriter, out *http.Request) {
 
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
-	var copyErr error
-	if resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		copyErr = copyFlushing(w, resp.Body, *buf)
-	} else {
-		_, copyErr = io.CopyBuffer(writerOnly{w}, resp.Body, *buf)
-	}
+	streamed := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	copyErr := copyBody(w, resp.Body, *buf, streamed)
 	if copyErr != nil {
 		// The answer is cut short: abort the client connection so the
 		// client sees a truncated response, not a complete one.
@@ -69,21 +65,27 @@ func (px *Proxy) forward(w http.ResponseWriter, out *http.Request) {
 	}
 }
 
-// copyFlushing copies a streamed body, flushing whenever the instance
-// has sent nothing more yet, so that server-sent events and progressive
-// output reach the client now, and a response that arrived whole (a PHP
-// page without Content-Length, say) leaves in one write, which the front
-// end can then give a Content-Length.
-func copyFlushing(w http.ResponseWriter, r io.Reader, buf []byte) error {
-	rc := http.NewResponseController(w)
-	arrived, _ := r.(interface{ Buffered() int })
+// copyBody copies the instance's answer to the client through buf (not
+// io.CopyBuffer, whose interface conversions cost an allocation per
+// response). A streamed answer (no Content-Length, or server-sent events)
+// is flushed whenever the instance has sent nothing more yet, so that
+// events and progressive output reach the client now, while one that
+// arrived whole (a PHP page, say) leaves in one write, to which the
+// front end can then give a Content-Length.
+func copyBody(w http.ResponseWriter, r io.Reader, buf []byte, streamed bool) error {
+	var rc *http.ResponseController
+	var arrived interface{ Buffered() int }
+	if streamed {
+		rc = http.NewResponseController(w)
+		arrived, _ = r.(interface{ Buffered() int })
+	}
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if err == nil && (arrived == nil || arrived.Buffered() == 0) {
+			if streamed && err == nil && (arrived == nil || arrived.Buffered() == 0) {
 				if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
 					return ferr
 				}
@@ -97,9 +99,6 @@ func copyFlushing(w http.ResponseWriter, r io.Reader, buf []byte) error {
 		}
 	}
 }
-
-// writerOnly hides ReadFrom, so that io.CopyBuffer uses the pooled buffer.
-type writerOnly struct{ io.Writer }
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and
 // the old Proxy-Connection and Keep-Alive).

@@ -161,8 +161,12 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if e != nil {
 			e.pid.Store(int64(inst.Pid()))
 		}
-		l := px.newLease(inst, req.Context())
-		resp, err := inst.RoundTrip(req.WithContext(l.ctx))
+		l := px.newLease(inst, req.Context(), e)
+		out := req
+		if l.ctx != req.Context() {
+			out = req.WithContext(l.ctx)
+		}
+		resp, err := inst.RoundTrip(out)
 		if err == nil {
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				// An upgraded connection (WebSocket) holds its slot
@@ -221,10 +225,20 @@ type lease struct {
 	timer    *time.Timer
 	timedOut atomic.Bool
 	released atomic.Bool
+	body     leasedBody // the response body, as wrap returns it
 }
 
-func (px *Proxy) newLease(inst *pool.Instance, parent context.Context) *lease {
-	l := &lease{px: px, inst: inst, ctx: parent}
+// newLease starts the lease of a slot on inst. The first lease of a
+// request lives in its inflight record (one allocation fewer per
+// request); a retry's is its own.
+func (px *Proxy) newLease(inst *pool.Instance, parent context.Context, e *inflight) *lease {
+	var l *lease
+	if e != nil && e.lease.px == nil {
+		l = &e.lease
+	} else {
+		l = new(lease)
+	}
+	l.px, l.inst, l.ctx = px, inst, parent
 	if px.timeout > 0 {
 		// A front-end request's own context can be canceled; others get
 		// a context of the lease's.
@@ -266,7 +280,8 @@ func (l *lease) wrap(body io.ReadCloser) io.ReadCloser {
 	if rwc, ok := body.(io.ReadWriteCloser); ok {
 		return &leasedConn{ReadWriteCloser: rwc, l: l}
 	}
-	return &leasedBody{ReadCloser: body, l: l}
+	l.body = leasedBody{ReadCloser: body, l: l}
+	return &l.body
 }
 
 // leasedBody releases the slot when the proxy closes the response body,
@@ -282,7 +297,7 @@ func (b *leasedBody) Close() error {
 	return err
 }
 
-// Buffered passes the body's hint on (see copyFlushing).
+// Buffered passes the body's hint on (see copyBody).
 func (b *leasedBody) Buffered() int {
 	if a, ok := b.ReadCloser.(interface{ Buffered() int }); ok {
 		return a.Buffered()

@@ -34,6 +34,7 @@ type RequestInfo struct {
 type inflight struct {
 	req   *http.Request
 	sw    statusWriter // the response, for the status the Observer gets
+	lease lease        // the first attempt's; see newLease
 	start time.Time
 	pid   atomic.Int64
 	wait  atomic.Int64 // nanoseconds spent waiting for slots

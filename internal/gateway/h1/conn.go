@@ -40,6 +40,7 @@ type conn struct {
 	pend []byte     // a response held back for its Content-Length; reused
 
 	respHeader http.Header // the response header map; reused
+	resp       response    // the response; reused
 
 	// deadline is set while the head's read deadline is still on the
 	// connection: the first body read or watch clears it.
@@ -262,7 +263,8 @@ func (c *conn) serveRequest(head *http.Request) (next after) {
 	} else {
 		clear(c.respHeader)
 	}
-	w := &response{c: c, req: req, header: c.respHeader, contentLength: -1}
+	w := &c.resp
+	*w = response{c: c, req: req, header: c.respHeader, contentLength: -1}
 	if b, ok := req.Body.(*body); ok {
 		b.resp = w
 	}
