@@ -3,6 +3,7 @@ package h1
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -56,13 +57,16 @@ func (b *body) readLocked(p []byte) (int, error) {
 		_ = c.rwc.SetReadDeadline(zeroTime)
 		c.deadline = false
 	}
-	if b.sendContinue.Swap(false) {
-		// The response may be starting on another goroutine: wmu
-		// orders the two writes, and once the head is committed the
-		// 100 is too late to send.
+	if b.sendContinue.Load() {
+		// The response may be starting on another goroutine. The
+		// decision is taken under wmu, as commit's is: either the 100
+		// goes out before the head, or the head went out first and
+		// commit saw that no 100 was sent (and closes the connection
+		// after the response).
 		c.wmu.Lock()
 		var err error
-		if b.resp != nil && !b.resp.committed {
+		if b.sendContinue.Load() && (b.resp == nil || !b.resp.committed) {
+			b.sendContinue.Store(false)
 			_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			err = c.bw.Flush()
 		}
@@ -184,6 +188,20 @@ func (b *body) Close() error {
 	return nil
 }
 
+// abandon makes the body unreadable for good, once its connection is
+// closed and its buffers about to go back to the pools: a handler's
+// goroutine that still reads it (a backend writer that outlived the
+// response) gets an error instead of another connection's bytes. The
+// lock waits for a read in progress, which the closed connection ends.
+func (b *body) abandon() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.eof && b.err == nil {
+		b.err = net.ErrClosed
+	}
+	b.sendContinue.Store(false)
+}
+
 // maxDrain is how much of an unread body h1 reads and discards to keep
 // the connection, like net/http's 256 KiB.
 const maxDrain = 256 << 10
@@ -198,7 +216,7 @@ func (b *body) drain() bool {
 	if b.eof {
 		return true
 	}
-	if b.err != nil || b.sendContinue.Load() {
+	if b.err != nil || b.sendContinue.Load() || !b.chunked && b.remain > maxDrain {
 		return false
 	}
 	buf := make([]byte, 4096)

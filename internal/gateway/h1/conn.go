@@ -41,6 +41,7 @@ type conn struct {
 
 	respHeader http.Header // the response header map; reused
 	resp       response    // the response; reused
+	body       *body       // the current request's body, if it has one
 
 	// deadline is set while the head's read deadline is still on the
 	// connection: the first body read or watch clears it.
@@ -126,6 +127,12 @@ func (c *conn) serve() {
 		if !hijacked {
 			c.rwc.Close()
 			c.srv.forget(c)
+			if c.body != nil {
+				c.body.abandon() // before its buffers are reused
+			}
+		}
+		if c.srv.testHookConnDone != nil {
+			defer c.srv.testHookConnDone(c)
 		}
 		c.watchTimer.Stop()
 		if !hijacked {
@@ -141,25 +148,20 @@ func (c *conn) serve() {
 		if c.srv.inShutdown.Load() {
 			return
 		}
-		// One deadline covers the wait for the request and the reading
-		// of its head; the first body read or a watch lifts it.
+		// A kept-alive connection may idle for IdleTimeout; a head must
+		// then arrive within ReadHeaderTimeout of its first byte (the
+		// first request's, of the connection). The first body read or
+		// a watch lifts the deadline.
 		d := c.srv.ReadHeaderTimeout
 		if !first {
-			if c.srv.IdleTimeout <= 0 {
-				d = 0
-			} else {
-				d += c.srv.IdleTimeout
-			}
+			d = c.srv.IdleTimeout
 		}
-		if d > 0 {
-			_ = c.rwc.SetReadDeadline(time.Now().Add(d))
-			c.deadline = true
-		} else if c.deadline {
-			_ = c.rwc.SetReadDeadline(time.Time{})
-			c.deadline = false
-		}
+		c.setReadDeadline(d)
 		if _, err := c.br.Peek(1); err != nil {
 			return
+		}
+		if !first {
+			c.setReadDeadline(c.srv.ReadHeaderTimeout)
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it
@@ -185,6 +187,17 @@ func (c *conn) serve() {
 		if !c.state.CompareAndSwap(stateActive, stateIdle) {
 			return
 		}
+	}
+}
+
+// setReadDeadline sets the read deadline d from now, or lifts it for 0.
+func (c *conn) setReadDeadline(d time.Duration) {
+	if d > 0 {
+		_ = c.rwc.SetReadDeadline(time.Now().Add(d))
+		c.deadline = true
+	} else if c.deadline {
+		_ = c.rwc.SetReadDeadline(time.Time{})
+		c.deadline = false
 	}
 }
 
@@ -265,8 +278,9 @@ func (c *conn) serveRequest(head *http.Request) (next after) {
 	}
 	w := &c.resp
 	*w = response{c: c, req: req, header: c.respHeader, contentLength: -1}
-	if b, ok := req.Body.(*body); ok {
-		b.resp = w
+	c.body, _ = req.Body.(*body)
+	if c.body != nil {
+		c.body.resp = w
 	}
 	c.watchMu.Lock()
 	c.reqSeq++
@@ -393,7 +407,9 @@ func (c *conn) watchConn(done chan struct{}, cancel context.CancelFunc) {
 	n, err := c.rwc.Read(c.cr.byteBuf[:])
 	if n == 1 {
 		c.cr.hasByte = true
-		testHookWatchRead()
+		if c.srv.testHookWatchRead != nil {
+			c.srv.testHookWatchRead()
+		}
 		return
 	}
 	var ne net.Error
@@ -429,6 +445,3 @@ func (c *conn) stopWatch() {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
-
-// testHookWatchRead runs when a watch read the start of the next request.
-var testHookWatchRead = func() {}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -322,8 +323,6 @@ func TestClientGoneCancelsRequest(t *testing.T) {
 // part of that next request.
 func TestWatchKeepsPipelinedByte(t *testing.T) {
 	release, read := make(chan struct{}), make(chan struct{})
-	testHookWatchRead = func() { close(read) }
-	defer func() { testHookWatchRead = func() {} }()
 	var n atomic.Int32
 	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 1 {
@@ -335,7 +334,11 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 			}
 		}
 		io.WriteString(w, r.URL.Path)
-	}), func(s *Server) { s.WatchAfter = time.Millisecond })
+	}), func(s *Server) {
+		s.WatchAfter = time.Millisecond
+		var once sync.Once
+		s.testHookWatchRead = func() { once.Do(func() { close(read) }) }
+	})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -526,5 +529,136 @@ func TestH2PrefaceHandedOver(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("H2 was not called")
+	}
+}
+
+// A handler's goroutine that reads the body after the handler returned
+// on a connection that closes gets an error, never a panic or another
+// connection's bytes (the buffers go back to a pool).
+func TestBodyReadAfterClose(t *testing.T) {
+	late := make(chan error, 16)
+	var pooled sync.Map // request body -> closed once serve is done with its connection
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := make(chan struct{})
+		pooled.Store(r.Body, done)
+		go func() {
+			<-done
+			_, err := io.ReadAll(r.Body)
+			late <- err
+		}()
+		w.Header().Set("Connection", "close")
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	}), func(s *Server) {
+		s.testHookConnDone = func(c *conn) {
+			if ch, ok := pooled.Load(c.body); ok {
+				close(ch.(chan struct{}))
+			}
+		}
+	})
+	body := strings.Repeat("x", 100_000)
+	for i := 0; i < 8; i++ {
+		got := raw(t, addr, fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+		if !strings.HasPrefix(got, "HTTP/1.1 401") {
+			t.Fatalf("answer %q", got)
+		}
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-late; err == nil {
+			t.Error("a late body read after the connection closed succeeded")
+		}
+	}
+}
+
+// A header line whose end falls on the read buffer's edge does not end
+// the head early (the CRLF read on its own is not the empty line).
+func TestLongHeaderLineOnBufferEdge(t *testing.T) {
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "after=%s body=%s", r.Header.Get("X-After"), b)
+	}))
+	for n := bufSize - 40; n <= bufSize+8; n++ {
+		req := "POST / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", n) + "\r\nX-After: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+		if got := raw(t, addr, req); !strings.HasSuffix(got, "after=1 body=hello") {
+			t.Fatalf("header value of %d bytes: %q", n, got)
+		}
+	}
+}
+
+// An empty Write does not end a chunked body, and framing headers set
+// by the handler, or changed after WriteHeader, cannot contradict the
+// framing h1 chose.
+func TestFramingCannotBeForged(t *testing.T) {
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/empty-write":
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			w.Write(nil)
+			io.WriteString(w, "HTTP/1.1 200 OK\r\n\r\nforged")
+		case "/late-length":
+			w.WriteHeader(200)
+			w.Header().Set("Content-Length", "3")
+			io.WriteString(w, strings.Repeat("b", 5000))
+		case "/handler-te":
+			w.Header().Set("Transfer-Encoding", "chunked")
+			io.WriteString(w, "small")
+		}
+	}))
+	for path, want := range map[string]string{
+		"/empty-write": "aHTTP/1.1 200 OK\r\n\r\nforged",
+		"/late-length": strings.Repeat("b", 5000),
+		"/handler-te":  "small",
+	} {
+		got := raw(t, addr, "GET "+path+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		head, _, _ := strings.Cut(got, "\r\n\r\n")
+		if strings.Contains(head, "Content-Length") == strings.Contains(head, "Transfer-Encoding") {
+			t.Errorf("%s: head %q has both or neither framing header", path, head)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+		if err != nil {
+			t.Fatalf("%s: %v in %q", path, err, got)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || string(b) != want {
+			t.Errorf("%s: body %q, %v; want %q", path, b, err, want)
+		}
+	}
+}
+
+// A kept-alive connection may idle for IdleTimeout, but a head must then
+// arrive within ReadHeaderTimeout of its first byte.
+func TestHeadDeadlineAfterIdle(t *testing.T) {
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), func(s *Server) {
+		s.ReadHeaderTimeout = 200 * time.Millisecond
+		s.IdleTimeout = 5 * time.Second
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+	// Idle for longer than the head timeout: still open. Then a head
+	// that stalls after its first bytes: closed at the head timeout.
+	idle := time.NewTimer(400 * time.Millisecond)
+	<-idle.C
+	start := time.Now()
+	if _, err := io.WriteString(c, "GET / HT"); err != nil {
+		t.Fatalf("connection closed while idle: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("stalled head: %v, want EOF", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("stalled head closed after %v, want about 200ms", d)
 	}
 }

@@ -25,7 +25,11 @@ func badRequest(msg string) error { return &headError{http.StatusBadRequest, msg
 // skipped (RFC 9112 section 2.2).
 func (c *conn) readHead() error {
 	limit := c.srv.maxHeaderBytes()
+	if cap(c.head) > 8<<10 {
+		c.head = nil // a huge head does not stay with the connection
+	}
 	c.head = c.head[:0]
+	midLine := false // the last piece read ended inside a line
 	for {
 		line, err := c.br.ReadSlice('\n')
 		if len(c.head)+len(line) > limit {
@@ -36,16 +40,21 @@ func (c *conn) readHead() error {
 		}
 		if err == bufio.ErrBufferFull {
 			c.head = append(c.head, line...)
+			midLine = true
 			continue
 		}
 		if err != nil {
 			return err // EOF or timeout mid-head: nobody to answer
 		}
-		if len(c.head) == 0 && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
+		// Only a whole line can be the empty one: the end of a long
+		// line read in pieces may be just its CRLF.
+		empty := !midLine && (len(line) == 1 || len(line) == 2 && line[0] == '\r')
+		midLine = false
+		if empty && len(c.head) == 0 {
 			continue // an empty line before the request line
 		}
 		c.head = append(c.head, line...)
-		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
+		if empty {
 			return nil
 		}
 	}
@@ -305,7 +314,7 @@ func (c *conn) setBody(r *http.Request) error {
 		r.Body = b
 	} else if len(cl) > 0 {
 		n, err := strconv.ParseInt(cl[0], 10, 64)
-		if err != nil || n < 0 || cl[0][0] == '+' {
+		if err != nil || !digits(cl[0]) {
 			return badRequest("malformed Content-Length")
 		}
 		for _, v := range cl[1:] {
@@ -329,6 +338,15 @@ func (c *conn) setBody(r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // validToken reports whether s is an RFC 9110 token.

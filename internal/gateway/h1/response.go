@@ -46,11 +46,12 @@ func (w *response) WriteHeader(code int) {
 		return
 	}
 	w.status = code
-	if cl := w.header["Content-Length"]; len(cl) == 1 {
-		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+	// The framing is decided here, from the header as it is now (as
+	// net/http does): commit writes Content-Length and
+	// Transfer-Encoding itself, whatever the map says by then.
+	if cl := w.header["Content-Length"]; len(cl) == 1 && digits(cl[0]) {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil {
 			w.contentLength = n
-		} else {
-			delete(w.header, "Content-Length")
 		}
 	}
 	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent ||
@@ -63,8 +64,8 @@ func (w *response) WriteHeader(code int) {
 // writeInformational sends a 1xx answer (103 Early Hints) with the
 // header as it is now.
 func (w *response) writeInformational(code int) {
-	if w.err != nil {
-		return
+	if w.err != nil || w.req.ProtoMinor == 0 {
+		return // HTTP/1.0 clients get no 1xx (RFC 9110 section 15.2)
 	}
 	c := w.c
 	c.wmu.Lock()
@@ -84,6 +85,9 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	if len(p) == 0 {
+		return 0, nil // an empty chunk would end a chunked body
 	}
 	if w.noBody {
 		if w.req.Method == http.MethodHead {
@@ -125,16 +129,22 @@ func (w *response) commit(final bool) {
 		return
 	}
 	c, h, r := w.c, w.header, w.req
-	c.wmu.Lock() // see body.readLocked: no 100 Continue after this
+	// See body.readLocked: once committed, no 100 Continue goes out, and
+	// a client never told to send its body cannot stay.
+	c.wmu.Lock()
 	w.committed = true
+	if b, ok := r.Body.(*body); ok && b.sendContinue.Load() {
+		w.closeAfter = true
+	}
 	c.wmu.Unlock()
 	trailers := declaredTrailers(h)
+	delete(h, "Content-Length")
+	delete(h, "Transfer-Encoding")
 
 	if w.contentLength < 0 && !w.noBody {
 		switch {
 		case final && trailers == nil:
 			w.contentLength = int64(len(c.pend))
-			h["Content-Length"] = []string{strconv.Itoa(len(c.pend))}
 		case r.ProtoMinor >= 1:
 			w.chunked = true
 		default:
@@ -142,11 +152,6 @@ func (w *response) commit(final bool) {
 		}
 	}
 	if r.Close || hasToken(h["Connection"], "close") || c.srv.inShutdown.Load() {
-		w.closeAfter = true
-	}
-	// A client still to send a body it was told to wait with: the
-	// connection cannot be reused (net/http does the same).
-	if b, ok := r.Body.(*body); ok && b.sendContinue.Load() {
 		w.closeAfter = true
 	}
 
@@ -158,8 +163,13 @@ func (w *response) commit(final bool) {
 		bw.Write(httpDate())
 		bw.WriteString("\r\n")
 	}
-	if w.chunked {
+	switch {
+	case w.chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case w.contentLength >= 0 && w.status != http.StatusNoContent && w.status != http.StatusSwitchingProtocols:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(w.contentLength, 10))
+		bw.WriteString("\r\n")
 	}
 	switch {
 	case w.closeAfter && !hasToken(h["Connection"], "close"):
@@ -235,6 +245,9 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
+	if w.status != 0 {
+		w.commit(false) // a head the handler wrote goes out first, as with net/http
+	}
 	if w.committed && w.err == nil {
 		if err := w.c.bw.Flush(); err != nil {
 			return nil, nil, err
@@ -265,14 +278,14 @@ func declaredTrailers(h http.Header) []string {
 	var names []string
 	for _, v := range h["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
-			if k = strings.Trim(k, " \t"); k != "" {
+			if k = strings.Trim(k, " \t"); validToken(k) {
 				names = append(names, canonical(k))
 			}
 		}
 	}
 	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			names = append(names, k[len(http.TrailerPrefix):])
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validToken(name) {
+			names = append(names, name)
 		}
 	}
 	return names

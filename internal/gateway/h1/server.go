@@ -65,6 +65,11 @@ type Server struct {
 
 	inShutdown atomic.Bool
 
+	// Test hooks: a watch read the start of the next request; serve is
+	// done with a connection (its buffers are back in the pools).
+	testHookWatchRead func()
+	testHookConnDone  func(*conn)
+
 	mu        sync.Mutex // guards listeners and conns
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
