@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Measures, in one run on one machine, the same trivial WSGI app and the
 # same PHP script served by drover and by the usual stacks:
-#   WSGI: drover's shim (2 instances) | nginx + uWSGI (2 processes) |
-#         nginx + gunicorn (2 sync workers)
+#   WSGI: drover's shim (2 instances of one thread, 4 slots each: requests
+#         wait in the instance as in uWSGI's listen queue) | the same with
+#         one slot each (strictly one request at a time per instance) |
+#         nginx + uWSGI (2 processes) | nginx + gunicorn (2 sync workers)
 #   PHP:  drover fastcgi pool (2 instances) | nginx + php-fpm (pm static, 2)
 # with wrk, and prints req/s, p99 and the ratios.
 #
@@ -46,6 +48,9 @@ runtime_dir = "$work/run"
 path = "/wsgi"
 pool = "wsgi"
 [[route]]
+path = "/wsgi1"
+pool = "wsgi1"
+[[route]]
 path = "/php"
 pool = "php"
 [pool.wsgi]
@@ -56,7 +61,17 @@ pythonpath = ["$work"]
 start = "always"
 min_instances = 2
 max_instances = 2
-instance_concurrency = ${WSGI_CONCURRENCY:-1}
+instance_concurrency = 4
+threads = 1
+[pool.wsgi1]
+kind = "wsgi"
+python = "/usr/bin/python3"
+app = "hello:application"
+pythonpath = ["$work"]
+start = "always"
+min_instances = 2
+max_instances = 2
+instance_concurrency = 1
 [pool.php]
 kind = "fastcgi"
 command = ["php-cgi", "-n"]
@@ -115,7 +130,7 @@ http {
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 
-for url in 127.0.0.1:18101/wsgi 127.0.0.1:18101/php 127.0.0.1:18102/ 127.0.0.1:18103/ 127.0.0.1:18104/; do
+for url in 127.0.0.1:18101/wsgi 127.0.0.1:18101/wsgi1 127.0.0.1:18101/php 127.0.0.1:18102/ 127.0.0.1:18103/ 127.0.0.1:18104/; do
   ok=
   for _ in $(seq 100); do curl -sf "http://$url" >/dev/null && ok=1 && break; sleep 0.1; done
   [ -n "$ok" ] || { echo "not answering: $url"; tail -5 "$work"/*.log; exit 1; }
@@ -129,6 +144,7 @@ run() {
     END { printf "%.0f %.3f %d\n", rps, p99, bad }'
 }
 read -r dw dw99 dwbad < <(run 127.0.0.1:18101/wsgi)
+read -r d1 d199 _ < <(run 127.0.0.1:18101/wsgi1)
 read -r uw uw99 _ < <(run 127.0.0.1:18102/)
 read -r gu gu99 _ < <(run 127.0.0.1:18103/)
 read -r dp dp99 dpbad < <(run 127.0.0.1:18101/php)
@@ -136,10 +152,10 @@ read -r fp fp99 _ < <(run 127.0.0.1:18104/)
 
 printf '\nwrk -t2 -c%s -d%s, %s cores; 2 workers each\n' "$conns" "$dur" "$(nproc)"
 printf '%-22s %10s %9s\n' stack req/s p99_ms
-printf '%-22s %10s %9s\n' "drover wsgi shim" "$dw" "$dw99" "nginx + uWSGI" "$uw" "$uw99" "nginx + gunicorn" "$gu" "$gu99" \
+printf '%-22s %10s %9s\n' "drover wsgi shim" "$dw" "$dw99" "drover wsgi, 1 slot" "$d1" "$d199" "nginx + uWSGI" "$uw" "$uw99" "nginx + gunicorn" "$gu" "$gu99" \
   "drover fastcgi php" "$dp" "$dp99" "nginx + php-fpm" "$fp" "$fp99"
-awk -v dw="$dw" -v uw="$uw" -v gu="$gu" -v dp="$dp" -v fp="$fp" 'BEGIN {
-  printf "drover wsgi / nginx+uWSGI:    %.2f (target >= 0.9)\n", dw/uw
+awk -v dw="$dw" -v d1="$d1" -v uw="$uw" -v gu="$gu" -v dp="$dp" -v fp="$fp" 'BEGIN {
+  printf "drover wsgi / nginx+uWSGI:    %.2f (target >= 0.9; with 1 slot: %.2f)\n", dw/uw, d1/uw
   printf "drover wsgi / nginx+gunicorn: %.2f (target >= 1)\n", dw/gu
   printf "drover php  / nginx+php-fpm:  %.2f (target >= 0.9)\n", dp/fp }'
 [ "${dwbad:-0}" = 0 ] && [ "${dpbad:-0}" = 0 ] || echo "warning: drover answered non-2xx: wsgi $dwbad php $dpbad"

@@ -22,8 +22,15 @@ Environment (each a fallback for or addition to the flags):
     DROVER_PYTHONPATH   more sys.path entries, os.pathsep-separated, after
                         the --pythonpath ones
     DROVER_DIR          the --dir value when the flag is absent
-    DROVER_CONCURRENCY  connections served at once, one thread each
-                        (default 1: everything runs in the main thread)
+    DROVER_CONCURRENCY  connections drover may open (its slots on the
+                        instance; default 1)
+    DROVER_THREADS      threads that serve them (default DROVER_CONCURRENCY:
+                        one thread per connection; 1: everything runs in
+                        the main thread). With fewer threads than
+                        connections, each thread serves several
+                        connections, one request at a time, and a request
+                        waits in its socket for its turn, as requests wait
+                        in uWSGI's listen queue.
     DROVER_READY_FD     a file descriptor; once the application has been
                         imported the shim writes "READY\\n" to it and closes
                         it, which is how drover knows the instance is ready.
@@ -41,8 +48,7 @@ then it exits with status 0.
 Wire format (the same one the Go side, internal/backend/uwsgi, documents)
 -----------------------------------------------------------------------
 Connections are persistent: drover sends requests one after another on a
-connection and each thread serves one connection at a time, so drover opens
-at most DROVER_CONCURRENCY connections to an instance.
+connection, and opens at most DROVER_CONCURRENCY connections to an instance.
 
 Request: a uwsgi packet, a 4-byte header
     modifier1 (u8) = 0, datasize (u16 little-endian), modifier2 (u8) = 0
@@ -67,6 +73,7 @@ discarded (up to 1 MiB; beyond that the connection is closed instead).
 """
 
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -572,70 +579,124 @@ class _State(object):
         self.stopping = False
 
 
+def _serve_one(sock, read, rfile, app, base, state, idx):
+    """Reads and answers one request (or ping) on a connection.
+
+    Returns True to go on with the connection, False to close it.
+    """
+    head = read(4)
+    if len(head) != 4:
+        if head:
+            _log('connection closed inside a request header')
+        return False
+    busy = state.busy
+    busy[idx] = True
+    try:
+        size = head[1] | head[2] << 8
+        if head[0] != 0:
+            if head[0] == 100:
+                if size and len(read(size)) != size:
+                    return False
+                sock.sendall(_PONG)
+                return not state.stopping
+            _log('unsupported uwsgi modifier1 %d; closing the connection'
+                 % head[0])
+            return False
+        data = read(size)
+        if len(data) != size:
+            _log('connection closed inside request vars')
+            return False
+        env = base.copy()
+        # latin-1 maps bytes 1:1 to code points, so byte offsets are
+        # string offsets and values come out as PEP 3333 "native strings".
+        s = data.decode('latin-1')
+        pos = 0
+        try:
+            while pos < size:
+                n = data[pos] | data[pos + 1] << 8
+                pos += 2
+                key = s[pos:pos + n]
+                pos += n
+                n = data[pos] | data[pos + 1] << 8
+                pos += 2
+                env[key] = s[pos:pos + n]
+                pos += n
+        except IndexError:
+            pos = size + 1
+        if pos != size:
+            _log('malformed uwsgi vars; closing the connection')
+            return False
+        return _handle(sock, rfile, app, env) and not state.stopping
+    finally:
+        busy[idx] = False
+
+
+def _close_conn(sock, rfile, state):
+    try:
+        rfile.close()
+    except OSError:
+        pass
+    sock.close()
+    if state.stopping and not any(state.busy):
+        _stop_now()
+
+
 def _serve_conn(sock, app, base, state, idx):
+    """Serves one connection until it closes (a thread per slot)."""
     rfile = sock.makefile('rb', 65536)
     read = rfile.read
-    busy = state.busy
     try:
-        while True:
-            head = read(4)
-            if len(head) != 4:
-                if head:
-                    _log('connection closed inside a request header')
-                return
-            busy[idx] = True
-            size = head[1] | head[2] << 8
-            if head[0] != 0:
-                if head[0] == 100:
-                    if size and len(read(size)) != size:
-                        return
-                    sock.sendall(_PONG)
-                    busy[idx] = False
-                    if state.stopping:
-                        return
-                    continue
-                _log('unsupported uwsgi modifier1 %d; closing the connection'
-                     % head[0])
-                return
-            data = read(size)
-            if len(data) != size:
-                _log('connection closed inside request vars')
-                return
-            env = base.copy()
-            # latin-1 maps bytes 1:1 to code points, so byte offsets are
-            # string offsets and values come out as PEP 3333 "native strings".
-            s = data.decode('latin-1')
-            pos = 0
-            try:
-                while pos < size:
-                    n = data[pos] | data[pos + 1] << 8
-                    pos += 2
-                    key = s[pos:pos + n]
-                    pos += n
-                    n = data[pos] | data[pos + 1] << 8
-                    pos += 2
-                    env[key] = s[pos:pos + n]
-                    pos += n
-            except IndexError:
-                pos = size + 1
-            if pos != size:
-                _log('malformed uwsgi vars; closing the connection')
-                return
-            keep = _handle(sock, rfile, app, env)
-            busy[idx] = False
-            if not keep or state.stopping:
-                return
+        while _serve_one(sock, read, rfile, app, base, state, idx):
+            pass
     except OSError:
         pass  # drover went away; nothing to answer
     finally:
-        busy[idx] = False
+        _close_conn(sock, rfile, state)
+
+
+def _serve_all(lsock, app, base, state, idx):
+    """Serves the connections this thread accepts, a request at a time.
+
+    With fewer threads than drover's slots (connections), a request sent
+    on one connection waits in its socket until the request before it is
+    answered, as requests wait in uWSGI's listen queue, and the thread is
+    never idle while one is waiting. lsock is non-blocking: the threads
+    race to accept.
+    """
+    sel = selectors.DefaultSelector()
+    sel.register(lsock, selectors.EVENT_READ)
+    conns = {}
+    while not state.stopping:
         try:
-            rfile.close()
-        except OSError:
-            pass
-        sock.close()
-        if state.stopping and not any(state.busy):
-            _stop_now()
+            ready = sel.select()
+        except InterruptedError:
+            continue
+        for key, _ in ready:
+            sock = key.fileobj
+            if sock is lsock:
+                try:
+                    conn, _ = lsock.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:
+                    _log('accept: %s' % e)
+                    threading.Event().wait(0.1)
+                    continue
+                conn.setblocking(True)
+                rfile = conn.makefile('rb', 65536)
+                conns[conn] = rfile
+                sel.register(conn, selectors.EVENT_READ)
+                continue
+            rfile = conns[sock]
+            try:
+                keep = _serve_one(sock, rfile.read, rfile, app, base, state,
+                                  idx)
+            except OSError:
+                keep = False
+            if not keep:
+                sel.unregister(sock)
+                del conns[sock]
+                _close_conn(sock, rfile, state)
 
 
 def _stop_now():
@@ -757,10 +818,11 @@ def main(argv=None):
     spec, paths, wd = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
         concurrency = int(os.environ.get('DROVER_CONCURRENCY') or 1)
+        threads = int(os.environ.get('DROVER_THREADS') or concurrency)
     except ValueError:
-        _usage('DROVER_CONCURRENCY is not a number')
-    if concurrency < 1:
-        _usage('DROVER_CONCURRENCY must be at least 1')
+        _usage('DROVER_CONCURRENCY and DROVER_THREADS must be numbers')
+    if concurrency < 1 or not 1 <= threads <= concurrency:
+        _usage('want 1 <= DROVER_THREADS <= DROVER_CONCURRENCY')
     lsock = _take_listener()
     # print() from the application should reach drover's log when it
     # happens, not when a pipe buffer fills.
@@ -789,7 +851,7 @@ def main(argv=None):
         'wsgi.version': (1, 0),
         'wsgi.url_scheme': 'http',
         'wsgi.errors': sys.stderr,
-        'wsgi.multithread': concurrency > 1,
+        'wsgi.multithread': threads > 1,
         'wsgi.multiprocess': True,
         'wsgi.run_once': False,
         'wsgi.file_wrapper': FileWrapper,
@@ -797,7 +859,7 @@ def main(argv=None):
         'wsgi.input_terminated': True,
         'SCRIPT_NAME': '',
     }
-    state = _State(concurrency)
+    state = _State(threads)
 
     def on_term(signum, frame):
         state.stopping = True
@@ -808,16 +870,21 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_term)
     _signal_ready()
 
-    if concurrency == 1:
-        _worker(lsock, app, base, state, 0)
+    if threads < concurrency:
+        serve = _serve_all
+        lsock.setblocking(False)
+    else:
+        serve = _worker
+    if threads == 1:
+        serve(lsock, app, base, state, 0)
         return 0
-    threads = []
-    for i in range(concurrency):
-        t = threading.Thread(target=_worker, name='drover-wsgi-%d' % i,
+    workers = []
+    for i in range(threads):
+        t = threading.Thread(target=serve, name='drover-wsgi-%d' % i,
                              args=(lsock, app, base, state, i), daemon=True)
         t.start()
-        threads.append(t)
-    for t in threads:
+        workers.append(t)
+    for t in workers:
         t.join()
     return 0
 

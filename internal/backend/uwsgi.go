@@ -137,7 +137,10 @@ type WSGI struct {
 	App         string   // module:callable
 	PythonPath  []string // extra sys.path entries
 	Dir         string
-	Concurrency int // threads per instance = slots
+	Concurrency int // slots per instance: the connections drover opens
+	// Threads serve the connections; fewer than Concurrency makes requests
+	// wait inside the instance for a thread (0: as many as Concurrency).
+	Threads int
 }
 
 // NewEndpoint implements Kind.
@@ -178,6 +181,13 @@ func (k *WSGI) python() string {
 	return py
 }
 
+func (k *WSGI) threads() int {
+	if k.Threads < 1 || k.Threads > k.Concurrency {
+		return max(k.Concurrency, 1)
+	}
+	return k.Threads
+}
+
 func (e *wsgiEndpoint) Configure(spec *process.Spec) error {
 	k := e.kind
 	args := []string{k.python(), "-u", k.Shim, "--app", k.App}
@@ -193,7 +203,8 @@ func (e *wsgiEndpoint) Configure(spec *process.Spec) error {
 	fd := 2 + len(spec.ExtraFiles)
 	spec.Env = append(spec.Env,
 		"DROVER_READY_FD="+strconv.Itoa(fd),
-		"DROVER_CONCURRENCY="+strconv.Itoa(max(k.Concurrency, 1)))
+		"DROVER_CONCURRENCY="+strconv.Itoa(max(k.Concurrency, 1)),
+		"DROVER_THREADS="+strconv.Itoa(k.threads()))
 	return nil
 }
 

@@ -509,6 +509,16 @@ func TestErrors(t *testing.T) {
 			line: 4, col: 1, key: "pool.py.command", msg: `not used by kind "wsgi"`,
 		},
 		{
+			name: "threads on an http pool",
+			src:  app + "threads = 2\n",
+			line: 3, col: 1, key: "pool.app.threads", msg: `not used by kind "http"`,
+		},
+		{
+			name: "wsgi threads above slots",
+			src:  "[pool.py]\nkind = \"wsgi\"\napp = \"m:app\"\ninstance_concurrency = 2\nthreads = 3\n",
+			line: 5, col: 1, key: "pool.py.threads", msg: "must be between 1 and instance_concurrency (2)",
+		},
+		{
 			name: "cgi without script or root",
 			src:  "[pool.c]\nkind = \"cgi\"\n",
 			line: 1, col: 1, key: "pool.c.script", msg: "needs script or root",

@@ -146,6 +146,7 @@ func (l *loader) validatePool(p *Pool) {
 			{"pythonpath", len(p.PythonPath) > 0, []string{"wsgi"}},
 			{"root", p.Root != "", []string{"fastcgi", "cgi"}},
 			{"script", p.Script != "", []string{"fastcgi", "cgi"}},
+			{"threads", p.Threads != 0, []string{"wsgi"}},
 		} {
 			if f.set && !slices.Contains(f.kinds, p.Kind) {
 				l.errorf(k(f.name), "not used by kind %q (only by %s)", p.Kind, strings.Join(f.kinds, ", "))
@@ -167,6 +168,8 @@ func (l *loader) validatePool(p *Pool) {
 	}
 	if p.InstanceConcurrency < 1 {
 		l.errorf(k("instance_concurrency"), "must be >= 1")
+	} else if p.Threads < 0 || p.Threads > p.InstanceConcurrency {
+		l.errorf(k("threads"), "must be between 1 and instance_concurrency (%d)", p.InstanceConcurrency)
 	}
 	if p.QueueLength < 0 {
 		l.errorf(k("queue_length"), "must be >= 0")

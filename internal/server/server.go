@@ -234,7 +234,7 @@ func (s *Server) newKind(pc *config.Pool, dir, prefix string) (backend.Kind, err
 			return nil, fmt.Errorf("write the WSGI shim: %w", err)
 		}
 		return &backend.WSGI{SocketDir: dir, Prefix: prefix, Shim: shim, Python: pc.Python, App: pc.App,
-			PythonPath: pc.PythonPath, Dir: pc.Dir, Concurrency: pc.InstanceConcurrency}, nil
+			PythonPath: pc.PythonPath, Dir: pc.Dir, Concurrency: pc.InstanceConcurrency, Threads: pc.Threads}, nil
 	}
 	return nil, fmt.Errorf("kind %q is not supported yet", pc.Kind)
 }

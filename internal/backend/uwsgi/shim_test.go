@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/drover-pool/drover/internal/proctest"
 )
@@ -565,5 +566,71 @@ func TestShimBadUsage(t *testing.T) {
 	}
 	if !strings.Contains(p.output.String(), "no application") {
 		t.Errorf("output: %s", p.output.String())
+	}
+}
+
+// TestShimFewerThreadsThanSlots: with DROVER_THREADS=1 and two slots,
+// drover may send a second request while the first runs; it waits in its
+// socket, as in uWSGI's listen queue, and the one thread answers it once
+// the first is done.
+func TestShimFewerThreadsThanSlots(t *testing.T) {
+	p := startShim(t, shimOptions{app: "common:application", concurrency: 2, env: []string{"DROVER_THREADS=1"}})
+	tr, d := shimTransport(p, 2)
+	if _, env := do(t, tr, "GET", "http://x/env", nil); !strings.Contains(env, `"wsgi.multithread": false`) {
+		t.Errorf("one thread, but the environ says otherwise: %s", env)
+	}
+
+	fifo := filepath.Join(shortDir(t), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/stream?fifo="+fifo, nil)
+	first, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(first.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+
+	second := make(chan string, 1)
+	go func() {
+		_, body, err := tryDo(tr, "GET", "http://x/hello", nil)
+		if err != nil {
+			body = err.Error()
+		}
+		second <- body
+	}()
+	// The only thread is inside the first request: the second has no
+	// answer while it lasts (a bounded look, since the claim is an
+	// absence).
+	select {
+	case body := <-second:
+		t.Fatalf("second request answered while the only thread was busy: %q", body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("done")
+	f.Close()
+	if rest, err := io.ReadAll(first.Body); err != nil || string(rest) != "second done" {
+		t.Fatalf("first request's rest %q, %v", rest, err)
+	}
+	first.Body.Close()
+	select {
+	case body := <-second:
+		if body != "hello GET /hello q=" {
+			t.Errorf("second request: %q", body)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the second request was never answered")
+	}
+	if n := d.dials.Load(); n != 2 {
+		t.Errorf("dials = %d, want 2 (one connection per slot)", n)
 	}
 }

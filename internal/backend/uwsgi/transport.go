@@ -30,10 +30,11 @@
 //     that cannot be completed is aborted by closing the connection, which
 //     the Transport reports as an error from the body's Read.
 //
-// The shim serves one connection per thread (DROVER_CONCURRENCY threads), so
-// a connection beyond that would sit in its accept queue behind idle ones:
-// set MaxConns to the shim's concurrency and the Transport waits for a free
-// connection instead of opening one more.
+// The shim serves DROVER_CONCURRENCY connections (with one thread each, or
+// fewer threads that take turns), so a connection beyond that would sit in
+// its accept queue behind idle ones: set MaxConns to the shim's concurrency
+// and the Transport waits for a free connection instead of opening one
+// more.
 //
 // A ping (Transport.Ping) is a packet with modifier1 100 and no vars; both
 // uWSGI and the shim answer with a 4-byte header whose modifier1 is 100.
