@@ -51,10 +51,13 @@ Connections are persistent: drover sends requests one after another on a
 connection, and opens at most DROVER_CONCURRENCY connections to an instance.
 
 Request: a uwsgi packet, a 4-byte header
-    modifier1 (u8) = 0, datasize (u16 little-endian), modifier2 (u8) = 0
-followed by datasize bytes of vars, each
+    modifier1 (u8) = 0, datasize (u16 little-endian), modifier2 (u8)
+followed by datasize bytes of vars (the CGI/WSGI environ: REQUEST_METHOD,
+PATH_INFO, HTTP_*, ...), with modifier2 = 0 each
     keysize (u16 LE), key, valsize (u16 LE), value
-(the CGI/WSGI environ: REQUEST_METHOD, PATH_INFO, HTTP_*, ...), then the body:
+and with modifier2 = 1 (drover's compact form, which str.split parses at C
+speed; used unless a key or value holds a NUL) each key and value followed
+by a NUL byte; then the body:
   - with the var DROVER_CHUNKED=1: chunks, each a u32 LE length and that
     many bytes, ended by a zero length (bodies of unknown length, streamed);
   - otherwise exactly CONTENT_LENGTH bytes (none when absent or empty).
@@ -610,6 +613,15 @@ def _serve_one(sock, read, rfile, app, base, state, idx):
         # latin-1 maps bytes 1:1 to code points, so byte offsets are
         # string offsets and values come out as PEP 3333 "native strings".
         s = data.decode('latin-1')
+        if head[3] == 1:
+            # drover's compact form: NUL-ended keys and values.
+            parts = s.split('\0')
+            if len(parts) % 2 != 1 or parts[-1]:
+                _log('malformed compact vars; closing the connection')
+                return False
+            it = iter(parts)
+            env.update(zip(it, it))
+            return _handle(sock, rfile, app, env) and not state.stopping
         pos = 0
         try:
             while pos < size:

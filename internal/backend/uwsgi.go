@@ -156,7 +156,7 @@ func (k *WSGI) NewEndpoint(id int) (Endpoint, error) {
 	}
 	conc := max(k.Concurrency, 1)
 	e := &wsgiEndpoint{kind: k, sock: sock, readyR: r, readyW: w}
-	e.tr = &uwsgi.Transport{Dial: sock.dial, KeepAlive: true, MaxConns: conc, MaxIdleConns: conc}
+	e.tr = &uwsgi.Transport{Dial: sock.dial, KeepAlive: true, CompactVars: true, MaxConns: conc, MaxIdleConns: conc}
 	return e, nil
 }
 

@@ -160,6 +160,32 @@ func TestShimEnviron(t *testing.T) {
 	if string(b) != "not found: /café" {
 		t.Fatalf("unicode path: %d %q", resp.StatusCode, b)
 	}
+
+	// A NUL in PATH_INFO cannot travel in the compact form: that packet
+	// goes in the usual one, which the shim reads as well.
+	req, _ = http.NewRequestWithContext(ctx, "GET", "http://app.example/a%00b", nil)
+	resp, err = tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "not found: /a\x00b" {
+		t.Fatalf("NUL in the path: %d %q", resp.StatusCode, b)
+	}
+	// And the usual form gives the same environ as the compact one.
+	tr.CompactVars = false
+	req, _ = http.NewRequestWithContext(ctx, "GET", "http://app.example/env?q=%C3%A9", nil)
+	req.Header.Set("X-Custom", "v")
+	resp, err = tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if usual := envOf(t, string(b)); fmt.Sprint(usual) != fmt.Sprint(env) {
+		t.Errorf("environ from the usual vars:\n%v\nfrom the compact ones:\n%v", usual, env)
+	}
 }
 
 func TestShimStreaming(t *testing.T) {

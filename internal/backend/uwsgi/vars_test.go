@@ -408,3 +408,23 @@ func TestGarbageAfterResponse(t *testing.T) {
 		t.Errorf("dials = %d, want 2: a connection with stray bytes must not be reused", s.dials)
 	}
 }
+
+func TestCompactVars(t *testing.T) {
+	var w varsWriter
+	w.addRaw("REQUEST_METHOD", "GET")
+	w.addRaw("QUERY_STRING", "")
+	w.addRaw("HTTP_X", strings.Repeat("v", 300))
+	got, ok := compactVars(append([]byte(nil), w.b...))
+	if want := "REQUEST_METHOD\x00GET\x00QUERY_STRING\x00\x00HTTP_X\x00" + strings.Repeat("v", 300) + "\x00"; !ok || string(got) != want {
+		t.Errorf("compactVars = %q, %v; want %q", got, ok, want)
+	}
+	w = varsWriter{}
+	w.addRaw("PATH_INFO", "/a\x00b")
+	orig := append([]byte(nil), w.b...)
+	if got, ok := compactVars(w.b); ok || string(got) != string(orig) {
+		t.Errorf("a NUL in a value: %q, %v; want the vars unchanged and false", got, ok)
+	}
+	if _, ok := compactVars([]byte{5, 0, 'a'}); ok {
+		t.Error("truncated vars compacted")
+	}
+}
