@@ -12,6 +12,8 @@ import (
 	"net/textproto"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // aLongTimeAgo is a deadline in the past: it makes blocked and future
@@ -167,7 +169,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, ha
 	// Keep-alive needs HTTP/1.1, no "Connection: close" either way, and a
 	// body whose end is known.
 	keepAlive := !resp.Close && resp.ProtoAtLeast(1, 1) && !req.Close &&
-		!hasToken(req.Header["Connection"], "close") &&
+		!httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") &&
 		(kind != bodyStd || resp.ContentLength >= 0 ||
 			len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked")
 
@@ -297,53 +299,4 @@ func isConnGone(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
-}
-
-// hasToken reports whether a comma-separated header value list contains
-// token, case-insensitively.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for len(v) > 0 {
-			var part string
-			part, v, _ = cutByte(v, ',')
-			if equalFoldTrim(part, token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func cutByte(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
-}
-
-func equalFoldTrim(s, token string) bool {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	if len(s) != len(token) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		a, b := s[i], token[i]
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }

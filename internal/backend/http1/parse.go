@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The lean response head parser.
@@ -123,7 +125,7 @@ func readHead(br *bufio.Reader, req *http.Request) (resp *http.Response, kind bo
 			return nil, 0, 0, false
 		}
 		key := line[:colon]
-		if !validToken(key) {
+		if !httpguts.ValidHeaderFieldName(key) {
 			return nil, 0, 0, false
 		}
 		key = canonicalKey(key)
@@ -182,8 +184,8 @@ func readHead(br *bufio.Reader, req *http.Request) (resp *http.Response, kind bo
 	var closing bool
 	conn := h["Connection"]
 	if minor == 0 {
-		closing = hasToken(conn, "close") || !hasToken(conn, "keep-alive")
-	} else if hasToken(conn, "close") {
+		closing = httpguts.HeaderValuesContainsToken(conn, "close") || !httpguts.HeaderValuesContainsToken(conn, "keep-alive")
+	} else if httpguts.HeaderValuesContainsToken(conn, "close") {
 		delete(h, "Connection")
 		closing = true
 	}

@@ -24,8 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-pool/drover/internal/proctest"
 	"go.uber.org/goleak"
+
+	"github.com/drover-pool/drover/internal/proctest"
 )
 
 func TestMain(m *testing.M) {

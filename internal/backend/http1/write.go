@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -37,7 +39,7 @@ func appendHead(b []byte, req *http.Request, hasBody bool) (head []byte, chunked
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !validToken(method) {
+	if !httpguts.ValidHeaderFieldName(method) {
 		return b, false, errors.New("http1: invalid method " + strconv.Quote(method))
 	}
 	host := req.Host
@@ -63,7 +65,7 @@ func appendHead(b []byte, req *http.Request, hasBody bool) (head []byte, chunked
 	b = append(b, "\r\n"...)
 
 	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
-		if !validValue(ua[0]) {
+		if !httpguts.ValidHeaderFieldValue(ua[0]) {
 			return b, false, errors.New("http1: invalid User-Agent value")
 		}
 		b = append(b, "User-Agent: "...)
@@ -83,7 +85,7 @@ func appendHead(b []byte, req *http.Request, hasBody bool) (head []byte, chunked
 				b = append(b, "Trailer: "...)
 				first := true
 				for k := range req.Trailer {
-					if !validToken(k) {
+					if !httpguts.ValidHeaderFieldName(k) {
 						return b, false, errors.New("http1: invalid trailer name " + strconv.Quote(k))
 					}
 					if !first {
@@ -108,7 +110,7 @@ func appendHead(b []byte, req *http.Request, hasBody bool) (head []byte, chunked
 			b = append(b, "Content-Length: 0\r\n"...)
 		}
 	}
-	if req.Close && !hasToken(req.Header["Connection"], "close") {
+	if req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "\r\n"...)
@@ -152,11 +154,11 @@ func appendHeaderLines(b []byte, h http.Header, request bool) ([]byte, error) {
 				continue
 			}
 		}
-		if !validToken(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return b, errors.New("http1: invalid header name " + strconv.Quote(k))
 		}
 		for _, v := range vs {
-			if !validValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return b, errors.New("http1: invalid value for header " + k)
 			}
 			b = append(b, k...)
@@ -166,44 +168,6 @@ func appendHeaderLines(b []byte, h http.Header, request bool) ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-// tokenChars marks the characters of an RFC 9110 token.
-var tokenChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenChars[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue rejects control characters other than horizontal tab, which
-// could split the header block.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // bodyReadError is a failure of the request body itself, not of the

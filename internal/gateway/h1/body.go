@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // body is a request body: Content-Length bytes, or a chunked body and
@@ -167,7 +169,7 @@ func (b *body) readTrailer() error {
 			return io.EOF
 		}
 		name, value, ok := strings.Cut(s, ":")
-		if !ok || !validToken(name) || !validValue(strings.Trim(value, " \t")) {
+		if !ok || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(strings.Trim(value, " \t")) {
 			return errors.New("h1: malformed request trailer")
 		}
 		key := canonical(name)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // FuzzReadRequest feeds arbitrary bytes to the head parser and the body
@@ -42,14 +44,14 @@ func FuzzReadRequest(f *testing.F) {
 			}
 			return
 		}
-		if !validToken(r.Method) || r.URL == nil || !validHost(r.Host) {
+		if !httpguts.ValidHeaderFieldName(r.Method) || r.URL == nil || !httpguts.ValidHostHeader(r.Host) {
 			t.Fatalf("accepted %q: method %q host %q url %v", data, r.Method, r.Host, r.URL)
 		}
 		if _, ok := r.Header["Host"]; ok {
 			t.Fatal("Host left in the header map")
 		}
 		for k, vv := range r.Header {
-			if !validToken(k) {
+			if !httpguts.ValidHeaderFieldName(k) {
 				t.Fatalf("header name %q", k)
 			}
 			for _, v := range vv {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // headError is a request h1 refuses: it is answered with code and msg,
@@ -88,7 +90,7 @@ func (c *conn) readRequest(first bool) (r http.Request, err error) {
 	if !ok1 || !ok2 || method == "" || target == "" {
 		return r, badRequest("malformed request line")
 	}
-	if !validToken(method) {
+	if !httpguts.ValidHeaderFieldName(method) {
 		return r, badRequest("invalid method")
 	}
 	var major, minor int
@@ -156,7 +158,7 @@ func (c *conn) readRequest(first bool) (r http.Request, err error) {
 	if r.URL.Host != "" {
 		r.Host = r.URL.Host // absolute form wins (RFC 9112 section 3.2.2)
 	}
-	if !validHost(r.Host) {
+	if !httpguts.ValidHostHeader(r.Host) {
 		return r, badRequest("malformed Host header")
 	}
 
@@ -187,11 +189,11 @@ func parseHeader(s string) (http.Header, error) {
 			return nil, badRequest("obsolete header line folding")
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validToken(name) {
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
 			return nil, badRequest("malformed header line")
 		}
 		value = strings.Trim(value, " \t")
-		if !validValue(value) {
+		if !httpguts.ValidHeaderFieldValue(value) {
 			return nil, badRequest("invalid character in header " + strconv.Quote(name))
 		}
 		key := canonical(name)
@@ -269,23 +271,9 @@ func init() {
 // connection unless told to close; HTTP/1.0 closes unless asked to keep.
 func shouldClose(major, minor int, h http.Header) bool {
 	if major == 1 && minor == 0 {
-		return !hasToken(h["Connection"], "keep-alive")
+		return !httpguts.HeaderValuesContainsToken(h["Connection"], "keep-alive")
 	}
-	return hasToken(h["Connection"], "close")
-}
-
-// hasToken reports whether a comma-separated header holds token.
-func hasToken(vv []string, token string) bool {
-	for _, v := range vv {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(t, " \t"), token) {
-				return true
-			}
-		}
-	}
-	return false
+	return httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 }
 
 // setBody sets r's body from its framing headers (RFC 9112 section 6).
@@ -348,66 +336,3 @@ func digits(s string) bool {
 	}
 	return s != ""
 }
-
-// validToken reports whether s is an RFC 9110 token.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenChar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// validValue rejects control characters other than tab (and so CR and
-// LF, which would let a value forge header lines downstream).
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validHost accepts the characters of RFC 3986's host and port, as
-// net/http does.
-func validHost(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !hostChar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var hostChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!$&'()*+,-.:;=[]_~%" {
-		t[c] = true
-	}
-	return t
-}()

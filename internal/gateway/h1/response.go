@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // response is the http.ResponseWriter of one request. Only the handler's
@@ -151,7 +153,7 @@ func (w *response) commit(final bool) {
 			w.closeAfter = true // HTTP/1.0: the close ends the body
 		}
 	}
-	if r.Close || hasToken(h["Connection"], "close") || c.srv.inShutdown.Load() {
+	if r.Close || httpguts.HeaderValuesContainsToken(h["Connection"], "close") || c.srv.inShutdown.Load() {
 		w.closeAfter = true
 	}
 
@@ -172,9 +174,9 @@ func (w *response) commit(final bool) {
 		bw.WriteString("\r\n")
 	}
 	switch {
-	case w.closeAfter && !hasToken(h["Connection"], "close"):
+	case w.closeAfter && !httpguts.HeaderValuesContainsToken(h["Connection"], "close"):
 		bw.WriteString("Connection: close\r\n")
-	case !w.closeAfter && r.ProtoMinor == 0 && !hasToken(h["Connection"], "keep-alive"):
+	case !w.closeAfter && r.ProtoMinor == 0 && !httpguts.HeaderValuesContainsToken(h["Connection"], "keep-alive"):
 		bw.WriteString("Connection: keep-alive\r\n")
 	}
 	bw.WriteString("\r\n")
@@ -278,13 +280,13 @@ func declaredTrailers(h http.Header) []string {
 	var names []string
 	for _, v := range h["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
-			if k = strings.Trim(k, " \t"); validToken(k) {
+			if k = strings.Trim(k, " \t"); httpguts.ValidHeaderFieldName(k) {
 				names = append(names, canonical(k))
 			}
 		}
 	}
 	for k := range h {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validToken(name) {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidHeaderFieldName(name) {
 			names = append(names, name)
 		}
 	}
@@ -296,7 +298,7 @@ func declaredTrailers(h http.Header) []string {
 // made spaces, so that a value cannot start a header line of its own.
 func writeHeaderLines(bw *bufio.Writer, h http.Header, trailers []string) {
 	for k, vv := range h {
-		if !validToken(k) || strings.HasPrefix(k, http.TrailerPrefix) {
+		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
 		if trailers != nil && contains(trailers, k) && k != "Trailer" {
