@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,7 +197,7 @@ func (g *Gateway) Listen(addr string) error {
 		srv.TLSConfig = g.tlsConfig.Clone()
 		srv.Protocols.SetHTTP2(true)
 		l = tls.NewListener(l, srv.TLSConfig)
-		if !contains(srv.TLSConfig.NextProtos, "h2") {
+		if !slices.Contains(srv.TLSConfig.NextProtos, "h2") {
 			srv.TLSConfig.NextProtos = append([]string{"h2", "http/1.1"}, srv.TLSConfig.NextProtos...)
 		}
 	} else {
@@ -235,15 +236,6 @@ func (g *Gateway) Listen(addr string) error {
 	}
 	g.log.Info("listening", "listen", addr, "tls", isTLS)
 	return nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // listen opens a TCP or unix listener. A stale unix socket file left by a

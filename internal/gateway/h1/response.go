@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -301,15 +302,10 @@ func writeHeaderLines(bw *bufio.Writer, h http.Header, trailers []string) {
 		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
-		if trailers != nil && contains(trailers, k) && k != "Trailer" {
+		if trailers != nil && slices.Contains(trailers, k) && k != "Trailer" {
 			continue
 		}
-		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			writeValue(bw, v)
-			bw.WriteString("\r\n")
-		}
+		writeField(bw, k, vv)
 	}
 }
 
@@ -324,29 +320,22 @@ func writeTrailer(bw *bufio.Writer, h http.Header) {
 		case "Transfer-Encoding", "Content-Length", "Trailer", "":
 			continue
 		}
-		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			writeValue(bw, v)
-			bw.WriteString("\r\n")
-		}
+		writeField(bw, k, vv)
 	}
 }
 
-func writeValue(bw *bufio.Writer, v string) {
-	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-	}
-	bw.WriteString(strings.Trim(v, " \t"))
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
+// writeField writes one "Name: value" line per value, with CR and LF in
+// a value made spaces.
+func writeField(bw *bufio.Writer, k string, vv []string) {
+	for _, v := range vv {
+		bw.WriteString(k)
+		bw.WriteString(": ")
+		if strings.ContainsAny(v, "\r\n") {
+			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 		}
+		bw.WriteString(strings.Trim(v, " \t"))
+		bw.WriteString("\r\n")
 	}
-	return false
 }
 
 var statusLines [600]atomic.Pointer[string]
