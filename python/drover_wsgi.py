@@ -24,11 +24,9 @@ Environment (each a fallback for or addition to the flags):
     DROVER_DIR          the --dir value when the flag is absent
     DROVER_CONCURRENCY  connections drover may open (its slots on the
                         instance; default 1)
-    DROVER_THREADS      threads that serve them (default DROVER_CONCURRENCY:
-                        one thread per connection; 1: everything runs in
-                        the main thread). With fewer threads than
-                        connections, each thread serves several
-                        connections, one request at a time, and a request
+    DROVER_THREADS      DROVER_CONCURRENCY (the default: a thread per
+                        connection) or 1: the main thread serves every
+                        connection, one request at a time, and a request
                         waits in its socket for its turn, as requests wait
                         in uWSGI's listen queue.
     DROVER_READY_FD     a file descriptor; once the application has been
@@ -504,6 +502,7 @@ class _Response(object):
 
 def _handle(sock, rfile, app, env):
     """Runs the application for one request. False: close the connection."""
+    cl = 0
     if env.get('DROVER_CHUNKED') == '1':
         del env['DROVER_CHUNKED']
         inp = _ChunkedInput(rfile)
@@ -547,6 +546,10 @@ def _handle(sock, rfile, app, env):
         keep = False
     if keep:
         keep = inp.drain(_DRAIN_LIMIT)
+        if keep and (cl > 0 or inp.__class__ is _ChunkedInput):
+            # The body was read through rfile, whose buffer may now hold
+            # the start of the next request (see _serve_all).
+            keep = _KEEP_AFTER_BODY
     return keep
 
 
@@ -582,10 +585,19 @@ class _State(object):
         self.stopping = False
 
 
+# _handle's answer for a connection to keep whose request had a body.
+_KEEP_AFTER_BODY = 2
+
+
+class _Wake(Exception):
+    """Raised by the SIGTERM handler to stop _serve_all's wait."""
+
+
 def _serve_one(sock, read, rfile, app, base, state, idx):
     """Reads and answers one request (or ping) on a connection.
 
-    Returns True to go on with the connection, False to close it.
+    Returns False to close the connection, else a true value:
+    _KEEP_AFTER_BODY when the request had a body.
     """
     head = read(4)
     if len(head) != 4:
@@ -621,7 +633,8 @@ def _serve_one(sock, read, rfile, app, base, state, idx):
                 return False
             it = iter(parts)
             env.update(zip(it, it))
-            return _handle(sock, rfile, app, env) and not state.stopping
+            keep = _handle(sock, rfile, app, env)
+            return keep if not state.stopping else False
         pos = 0
         try:
             while pos < size:
@@ -638,18 +651,19 @@ def _serve_one(sock, read, rfile, app, base, state, idx):
         if pos != size:
             _log('malformed uwsgi vars; closing the connection')
             return False
-        return _handle(sock, rfile, app, env) and not state.stopping
+        keep = _handle(sock, rfile, app, env)
+        return keep if not state.stopping else False
     finally:
         busy[idx] = False
 
 
-def _close_conn(sock, rfile, state):
+def _close_conn(sock, rfile, state, stop_when_idle=True):
     try:
         rfile.close()
     except OSError:
         pass
     sock.close()
-    if state.stopping and not any(state.busy):
+    if stop_when_idle and state.stopping and not any(state.busy):
         _stop_now()
 
 
@@ -666,26 +680,49 @@ def _serve_conn(sock, app, base, state, idx):
         _close_conn(sock, rfile, state)
 
 
-def _serve_all(lsock, app, base, state, idx):
-    """Serves the connections this thread accepts, a request at a time.
+def _serve_all(lsock, app, base, state):
+    """Serves every connection from the main thread, a request at a time.
 
-    With fewer threads than drover's slots (connections), a request sent
-    on one connection waits in its socket until the request before it is
-    answered, as requests wait in uWSGI's listen queue, and the thread is
-    never idle while one is waiting. lsock is non-blocking: the threads
-    race to accept.
+    With one thread for several slots (connections), a request sent on one
+    connection waits in its socket until the request before it is
+    answered, as requests wait in uWSGI's listen queue, and the process is
+    never idle while one is waiting. On SIGTERM (the handler raises _Wake
+    when no request runs) the requests already sent are answered, then
+    the loop ends.
     """
     sel = selectors.DefaultSelector()
     sel.register(lsock, selectors.EVENT_READ)
     conns = {}
+
+    def serve(sock):
+        rfile = conns[sock]
+        state.busy[0] = True  # from here a SIGTERM waits for the answer
+        try:
+            keep = _serve_one(sock, rfile.read, rfile, app, base, state, 0)
+            # A request read with a body may have brought the next one
+            # into rfile's buffer, where select cannot see it.
+            while keep == _KEEP_AFTER_BODY and _buffered(sock, rfile):
+                keep = _serve_one(sock, rfile.read, rfile, app, base, state,
+                                  0)
+        except OSError:
+            keep = False
+        finally:
+            state.busy[0] = False
+        if not keep:
+            sel.unregister(sock)
+            del conns[sock]
+            _close_conn(sock, rfile, state, stop_when_idle=False)
+
     while not state.stopping:
         try:
             ready = sel.select()
-        except InterruptedError:
-            continue
-        for key, _ in ready:
-            sock = key.fileobj
-            if sock is lsock:
+            for key, _ in ready:
+                sock = key.fileobj
+                if state.stopping:
+                    break
+                if sock is not lsock:
+                    serve(sock)
+                    continue
                 try:
                     conn, _ = lsock.accept()
                 except (BlockingIOError, InterruptedError):
@@ -695,20 +732,44 @@ def _serve_all(lsock, app, base, state, idx):
                     threading.Event().wait(0.1)
                     continue
                 conn.setblocking(True)
-                rfile = conn.makefile('rb', 65536)
-                conns[conn] = rfile
+                conns[conn] = conn.makefile('rb', 65536)
                 sel.register(conn, selectors.EVENT_READ)
-                continue
-            rfile = conns[sock]
-            try:
-                keep = _serve_one(sock, rfile.read, rfile, app, base, state,
-                                  idx)
-            except OSError:
-                keep = False
-            if not keep:
-                sel.unregister(sock)
-                del conns[sock]
-                _close_conn(sock, rfile, state)
+        except _Wake:
+            break
+    # Stopping: answer what was sent already. Connections still in the
+    # listen backlog were opened for requests drover has sent, or is
+    # sending: take them, and give those a moment to arrive.
+    fresh = set()
+    while True:
+        try:
+            conn, _ = lsock.accept()
+        except OSError:  # BlockingIOError: the backlog is empty
+            break
+        conn.setblocking(True)
+        conns[conn] = conn.makefile('rb', 65536)
+        sel.register(conn, selectors.EVENT_READ)
+        fresh.add(conn)
+    sel.unregister(lsock)
+    while True:
+        ready = [k.fileobj for k, _ in sel.select(0.1 if fresh else 0)]
+        if not ready:
+            break
+        for sock in ready:
+            fresh.discard(sock)
+            serve(sock)
+    for sock, rfile in list(conns.items()):
+        _close_conn(sock, rfile, state, stop_when_idle=False)
+
+
+def _buffered(sock, rfile):
+    """Whether rfile holds bytes, or the socket has some, without waiting."""
+    sock.setblocking(False)
+    try:
+        return bool(rfile.peek(1))
+    except (BlockingIOError, InterruptedError):
+        return False
+    finally:
+        sock.setblocking(True)
 
 
 def _stop_now():
@@ -833,8 +894,8 @@ def main(argv=None):
         threads = int(os.environ.get('DROVER_THREADS') or concurrency)
     except ValueError:
         _usage('DROVER_CONCURRENCY and DROVER_THREADS must be numbers')
-    if concurrency < 1 or not 1 <= threads <= concurrency:
-        _usage('want 1 <= DROVER_THREADS <= DROVER_CONCURRENCY')
+    if concurrency < 1 or threads not in (1, concurrency):
+        _usage('DROVER_THREADS must be 1 or DROVER_CONCURRENCY')
     lsock = _take_listener()
     # print() from the application should reach drover's log when it
     # happens, not when a pipe buffer fills.
@@ -872,27 +933,33 @@ def main(argv=None):
         'SCRIPT_NAME': '',
     }
     state = _State(threads)
+    queued = threads < concurrency  # one thread for several connections
 
     def on_term(signum, frame):
+        first = not state.stopping
         state.stopping = True
-        if not any(state.busy):
-            raise SystemExit(0)
+        if any(state.busy):
+            return  # the request in progress finishes first
+        if queued:
+            if first:
+                raise _Wake()  # _serve_all answers what is queued, then ends
+            return
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     _signal_ready()
 
-    if threads < concurrency:
-        serve = _serve_all
+    if queued:
         lsock.setblocking(False)
-    else:
-        serve = _worker
+        _serve_all(lsock, app, base, state)
+        return 0
     if threads == 1:
-        serve(lsock, app, base, state, 0)
+        _worker(lsock, app, base, state, 0)
         return 0
     workers = []
     for i in range(threads):
-        t = threading.Thread(target=serve, name='drover-wsgi-%d' % i,
+        t = threading.Thread(target=_worker, name='drover-wsgi-%d' % i,
                              args=(lsock, app, base, state, i), daemon=True)
         t.start()
         workers.append(t)

@@ -138,8 +138,8 @@ type WSGI struct {
 	PythonPath  []string // extra sys.path entries
 	Dir         string
 	Concurrency int // slots per instance: the connections drover opens
-	// Threads serve the connections; fewer than Concurrency makes requests
-	// wait inside the instance for a thread (0: as many as Concurrency).
+	// Threads serve the connections: 1 with more slots makes requests wait
+	// inside the instance for the one thread; 0: as many as Concurrency.
 	Threads int
 }
 
@@ -182,10 +182,10 @@ func (k *WSGI) python() string {
 }
 
 func (k *WSGI) threads() int {
-	if k.Threads < 1 || k.Threads > k.Concurrency {
-		return max(k.Concurrency, 1)
+	if k.Threads == 1 {
+		return 1
 	}
-	return k.Threads
+	return max(k.Concurrency, 1)
 }
 
 func (e *wsgiEndpoint) Configure(spec *process.Spec) error {

@@ -75,7 +75,7 @@ type Pool struct {
 	MinInstances        int      `toml:"min_instances"`
 	MaxInstances        int      `toml:"max_instances"`
 	InstanceConcurrency int      `toml:"instance_concurrency"`
-	Threads             int      `toml:"threads"` // wsgi: 0 = instance_concurrency
+	Threads             int      `toml:"threads"` // wsgi: 0 = instance_concurrency, or 1
 	QueueLength         int      `toml:"queue_length"`
 	MaxWait             Duration `toml:"max_wait"`
 	RequestTimeout      Duration `toml:"request_timeout"`

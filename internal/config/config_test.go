@@ -514,9 +514,9 @@ func TestErrors(t *testing.T) {
 			line: 3, col: 1, key: "pool.app.threads", msg: `not used by kind "http"`,
 		},
 		{
-			name: "wsgi threads above slots",
-			src:  "[pool.py]\nkind = \"wsgi\"\napp = \"m:app\"\ninstance_concurrency = 2\nthreads = 3\n",
-			line: 5, col: 1, key: "pool.py.threads", msg: "must be between 1 and instance_concurrency (2)",
+			name: "wsgi threads neither 1 nor the slots",
+			src:  "[pool.py]\nkind = \"wsgi\"\napp = \"m:app\"\ninstance_concurrency = 4\nthreads = 2\n",
+			line: 5, col: 1, key: "pool.py.threads", msg: "must be 1 (one thread serves every slot, a request at a time) or instance_concurrency (4, a thread per slot)",
 		},
 		{
 			name: "cgi without script or root",

@@ -168,8 +168,8 @@ func (l *loader) validatePool(p *Pool) {
 	}
 	if p.InstanceConcurrency < 1 {
 		l.errorf(k("instance_concurrency"), "must be >= 1")
-	} else if p.Threads < 0 || p.Threads > p.InstanceConcurrency {
-		l.errorf(k("threads"), "must be between 1 and instance_concurrency (%d)", p.InstanceConcurrency)
+	} else if p.Kind == "wsgi" && p.Threads != 0 && p.Threads != 1 && p.Threads != p.InstanceConcurrency {
+		l.errorf(k("threads"), "must be 1 (one thread serves every slot, a request at a time) or instance_concurrency (%d, a thread per slot)", p.InstanceConcurrency)
 	}
 	if p.QueueLength < 0 {
 		l.errorf(k("queue_length"), "must be >= 0")

@@ -660,3 +660,87 @@ func TestShimFewerThreadsThanSlots(t *testing.T) {
 		t.Errorf("dials = %d, want 2 (one connection per slot)", n)
 	}
 }
+
+// TestShimOneThreadBodyThenNext: with one thread for several slots, a
+// request whose body the application left unread, then drained, may
+// bring the start of the next request into the shim's buffer, where the
+// shim's select cannot see it: the shim must notice and answer it.
+func TestShimOneThreadBodyThenNext(t *testing.T) {
+	p := startShim(t, shimOptions{app: "common:application", concurrency: 2, env: []string{"DROVER_THREADS=1"}})
+	tr, d := shimTransport(p, 1) // one connection: the next request follows on it
+	for i := 0; i < 5; i++ {
+		resp, body := do(t, tr, "POST", "http://x/ignore-body", bytes.NewReader(bytes.Repeat([]byte("b"), 300<<10)))
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "ignored 0") {
+			t.Fatalf("POST: %d %q", resp.StatusCode, body)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/hello", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			cancel()
+			t.Fatalf("the request after a drained body: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if string(b) != "hello GET /hello q=" {
+			t.Fatalf("GET after the body: %q", b)
+		}
+	}
+	if n := d.dials.Load(); n != 1 {
+		t.Errorf("dials = %d, want 1 (the requests shared one connection)", n)
+	}
+}
+
+// TestShimOneThreadGracefulStop: SIGTERM to a shim with one thread for
+// two slots lets the request in progress finish and answers the one
+// already waiting in its socket, then exits 0.
+func TestShimOneThreadGracefulStop(t *testing.T) {
+	p := startShim(t, shimOptions{app: "common:application", concurrency: 2, env: []string{"DROVER_THREADS=1"}})
+	tr, d := shimTransport(p, 2)
+	fifo := filepath.Join(shortDir(t), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/stream?fifo="+fifo, nil)
+	first, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(first.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan string, 1)
+	go func() {
+		_, body, err := tryDo(tr, "GET", "http://x/hello", nil)
+		if err != nil {
+			body = err.Error()
+		}
+		second <- body
+	}()
+	// The second request is on its own connection, sent: wait for the
+	// shim to have accepted it (the dial) before stopping.
+	proctest.Eventually(t, testTimeout, "second connection", func() bool { return d.dials.Load() == 2 })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("done")
+	f.Close()
+	if rest, err := io.ReadAll(first.Body); err != nil || string(rest) != "second done" {
+		t.Fatalf("the request in progress: %q, %v", rest, err)
+	}
+	first.Body.Close()
+	if body := <-second; body != "hello GET /hello q=" {
+		t.Errorf("the waiting request: %q", body)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.output.String())
+	}
+}
