@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -67,6 +68,30 @@ func FuzzVars(f *testing.F) {
 				}
 			} else if got["PATH_INFO"] != path || got["QUERY_STRING"] != query {
 				t.Fatalf("PATH_INFO %q QUERY_STRING %q", got["PATH_INFO"], got["QUERY_STRING"])
+			}
+			// The shim's compact form carries the same vars, or the packet
+			// keeps the usual form when a var holds a NUL.
+			ctr := &Transport{Params: tr.Params, CompactVars: true}
+			cb, err := ctr.appendPacket(nil, req, 7, mode)
+			if err != nil {
+				t.Fatalf("compact packet: %v (the usual one was fine)", err)
+			}
+			if cb[3] != modifier2Compact {
+				if !bytes.Equal(cb, b[len("prefix"):]) {
+					t.Fatal("a packet not compacted differs from the usual one")
+				}
+				continue
+			}
+			parts := bytes.Split(cb[headerSize:], []byte{0})
+			if len(parts)%2 != 1 || len(parts[len(parts)-1]) != 0 {
+				t.Fatalf("compact vars end badly: %d parts", len(parts))
+			}
+			compact := map[string]string{}
+			for i := 0; i+1 < len(parts); i += 2 {
+				compact[string(parts[i])] = string(parts[i+1])
+			}
+			if fmt.Sprint(compact) != fmt.Sprint(got) {
+				t.Fatalf("compact vars %v, usual ones %v", compact, got)
 			}
 		}
 	})
