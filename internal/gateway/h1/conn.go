@@ -23,8 +23,9 @@ const (
 )
 
 // conn is one client connection. Its goroutine (serve) owns everything
-// but the fields under watchMu, which the watch timer and Watch share
-// with it, and state, which Shutdown reads.
+// but the fields under watchMu, which it shares with the watch timer and
+// with whichever goroutine reads the request body, and state, which
+// Shutdown reads.
 type conn struct {
 	srv        *Server
 	rwc        net.Conn
