@@ -310,3 +310,47 @@ type unknownLength struct{ r io.Reader }
 func (u unknownLength) Read(p []byte) (int, error) { return u.r.Read(p) }
 
 var errTest = errors.New("test: body failed")
+
+// stalledStream starts GET /stream on tr and reads its first part: the
+// application then waits until release writes to its fifo, after which
+// the body ends with "second " and what release wrote.
+func stalledStream(t *testing.T, tr http.RoundTripper) (resp *http.Response, release func(string)) {
+	t.Helper()
+	fifo := filepath.Join(shortDir(t), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/stream?fifo="+fifo, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "first\n" {
+		t.Fatalf("first part %q, %v", buf, err)
+	}
+	return resp, func(s string) {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(s)
+		f.Close()
+	}
+}
+
+// helloLater sends GET /hello on tr from a goroutine; the channel gets
+// the body, or the error's text.
+func helloLater(tr http.RoundTripper) <-chan string {
+	ch := make(chan string, 1)
+	go func() {
+		_, body, err := tryDo(tr, "GET", "http://x/hello", nil)
+		if err != nil {
+			body = err.Error()
+		}
+		ch <- body
+	}()
+	return ch
+}

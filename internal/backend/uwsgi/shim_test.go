@@ -606,30 +606,8 @@ func TestShimFewerThreadsThanSlots(t *testing.T) {
 		t.Errorf("one thread, but the environ says otherwise: %s", env)
 	}
 
-	fifo := filepath.Join(shortDir(t), "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/stream?fifo="+fifo, nil)
-	first, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(first.Body, buf); err != nil {
-		t.Fatal(err)
-	}
-
-	second := make(chan string, 1)
-	go func() {
-		_, body, err := tryDo(tr, "GET", "http://x/hello", nil)
-		if err != nil {
-			body = err.Error()
-		}
-		second <- body
-	}()
+	first, release := stalledStream(t, tr)
+	second := helloLater(tr)
 	// The only thread is inside the first request: the second has no
 	// answer while it lasts (a bounded look, since the claim is an
 	// absence).
@@ -638,12 +616,7 @@ func TestShimFewerThreadsThanSlots(t *testing.T) {
 		t.Fatalf("second request answered while the only thread was busy: %q", body)
 	case <-time.After(300 * time.Millisecond):
 	}
-	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("done")
-	f.Close()
+	release("done")
 	if rest, err := io.ReadAll(first.Body); err != nil || string(rest) != "second done" {
 		t.Fatalf("first request's rest %q, %v", rest, err)
 	}
@@ -698,41 +671,15 @@ func TestShimOneThreadBodyThenNext(t *testing.T) {
 func TestShimOneThreadGracefulStop(t *testing.T) {
 	p := startShim(t, shimOptions{app: "common:application", concurrency: 2, env: []string{"DROVER_THREADS=1"}})
 	tr, d := shimTransport(p, 2)
-	fifo := filepath.Join(shortDir(t), "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/stream?fifo="+fifo, nil)
-	first, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(first.Body, buf); err != nil {
-		t.Fatal(err)
-	}
-	second := make(chan string, 1)
-	go func() {
-		_, body, err := tryDo(tr, "GET", "http://x/hello", nil)
-		if err != nil {
-			body = err.Error()
-		}
-		second <- body
-	}()
+	first, release := stalledStream(t, tr)
+	second := helloLater(tr)
 	// The second request is on its own connection, sent: wait for the
 	// shim to have accepted it (the dial) before stopping.
 	proctest.Eventually(t, testTimeout, "second connection", func() bool { return d.dials.Load() == 2 })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("done")
-	f.Close()
+	release("done")
 	if rest, err := io.ReadAll(first.Body); err != nil || string(rest) != "second done" {
 		t.Fatalf("the request in progress: %q, %v", rest, err)
 	}
