@@ -55,10 +55,7 @@ func (b *body) readLocked(p []byte) (int, error) {
 		return 0, b.err
 	}
 	c := b.c
-	if c.deadline {
-		_ = c.rwc.SetReadDeadline(zeroTime)
-		c.deadline = false
-	}
+	c.liftDeadline()
 	if b.sendContinue.Load() {
 		// The response may be starting on another goroutine. The
 		// decision is taken under wmu, as commit's is: either the 100

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,15 +45,20 @@ type conn struct {
 	resp       response    // the response; reused
 	body       *body       // the current request's body, if it has one
 
-	// deadline is set while the head's read deadline is still on the
-	// connection: the first body read or watch clears it.
-	deadline bool
+	// deadline is set while one of h1's read deadlines is still on the
+	// connection: the first body read or watch clears it. idleArmed is
+	// when the one there was armed as the idle deadline (zero if it is
+	// the head's, or there is none).
+	deadline  bool
+	idleArmed time.Time
 
 	watchTimer *time.Timer
 	watchMu    sync.Mutex // guards the fields below
 	watch      watchState
 	reqSeq     uint64
-	bodyDone   bool // the current request's body is read to its end
+	reqStart   time.Time // when the current request's handler began
+	timerArmed bool      // watchTimer will fire (see watchTimeout)
+	bodyDone   bool      // the current request's body is read to its end
 	cancel     context.CancelFunc
 	watchDone  chan struct{}
 	aborting   atomic.Bool
@@ -153,15 +159,15 @@ func (c *conn) serve() {
 		// then arrive within ReadHeaderTimeout of its first byte (the
 		// first request's, of the connection). The first body read or
 		// a watch lifts the deadline.
-		d := c.srv.ReadHeaderTimeout
-		if !first {
-			d = c.srv.IdleTimeout
+		if first {
+			c.setReadDeadline(c.srv.ReadHeaderTimeout)
+		} else {
+			c.armIdle()
 		}
-		c.setReadDeadline(d)
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
-		if !first {
+		if !first && !c.headBuffered() {
 			c.setReadDeadline(c.srv.ReadHeaderTimeout)
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
@@ -193,6 +199,7 @@ func (c *conn) serve() {
 
 // setReadDeadline sets the read deadline d from now, or lifts it for 0.
 func (c *conn) setReadDeadline(d time.Duration) {
+	c.idleArmed = time.Time{}
 	if d > 0 {
 		_ = c.rwc.SetReadDeadline(time.Now().Add(d))
 		c.deadline = true
@@ -201,6 +208,49 @@ func (c *conn) setReadDeadline(d time.Duration) {
 		c.deadline = false
 	}
 }
+
+// liftDeadline takes h1's read deadline off the connection, if one is on
+// it: someone else reads the connection now (a body reader, the watch, a
+// hijacker).
+func (c *conn) liftDeadline() {
+	if c.deadline {
+		_ = c.rwc.SetReadDeadline(time.Time{})
+		c.deadline = false
+		c.idleArmed = time.Time{}
+	}
+}
+
+// armIdle puts the idle deadline, IdleTimeout from now, on the
+// connection. An idle deadline armed less than a sixteenth of IdleTimeout
+// ago (at most a second) is left in place: re-arming costs a runtime
+// timer update per request, and what it buys is that a connection is not
+// closed that much early.
+func (c *conn) armIdle() {
+	d := c.srv.IdleTimeout
+	if d <= 0 {
+		c.setReadDeadline(0)
+		return
+	}
+	now := time.Now()
+	if c.deadline && !c.idleArmed.IsZero() && now.Sub(c.idleArmed) < min(d/16, time.Second) {
+		return
+	}
+	_ = c.rwc.SetReadDeadline(now.Add(d))
+	c.deadline = true
+	c.idleArmed = now
+}
+
+// headBuffered reports whether a whole request head has arrived already,
+// so that reading it cannot stall and needs no deadline of its own.
+func (c *conn) headBuffered() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	return bytes.Contains(b, crlfcrlf) || bytes.Contains(b, lflf)
+}
+
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
 
 // handOff gives the connection to the HTTP/2 server with what has been
 // read of it so far.
@@ -218,9 +268,7 @@ func (c *conn) handOff() {
 		c.rwc.Close()
 		return
 	}
-	if c.deadline {
-		_ = c.rwc.SetReadDeadline(time.Time{})
-	}
+	c.liftDeadline()
 	c.srv.H2(&replayConn{Conn: c.rwc, pre: pre})
 }
 
@@ -288,8 +336,12 @@ func (c *conn) serveRequest(head *http.Request) (next after) {
 	c.bodyDone = req.Body == http.NoBody
 	c.cancel = cancel
 	c.watch = watchNone
+	c.reqStart = time.Now()
+	if !c.timerArmed {
+		c.timerArmed = true
+		c.watchTimer.Reset(c.srv.watchAfter())
+	}
 	c.watchMu.Unlock()
-	c.watchTimer.Reset(c.srv.watchAfter())
 
 	defer func() {
 		c.stopWatch()
@@ -349,25 +401,24 @@ func Cancel(ctx context.Context) context.CancelFunc {
 	return f
 }
 
-// watchTimeout runs when a request has been served for WatchAfter.
+// watchTimeout runs when the watch timer fires. The timer is not stopped
+// and re-armed for every request, which would cost two runtime timer
+// updates each: once armed, it fires WatchAfter later, starts the watch
+// if the request then being served has run for WatchAfter, waits for the
+// rest of that time if it has not, and stays unarmed if no request is
+// being served (the next one arms it).
 func (c *conn) watchTimeout() {
 	c.watchMu.Lock()
-	seq := c.reqSeq
-	c.watchMu.Unlock()
-	c.startWatch(seq)
-}
-
-// startWatch starts watching the connection for request seq if it is
-// still the current one.
-func (c *conn) startWatch(seq uint64) {
-	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
-	if seq != c.reqSeq {
-		return
-	}
 	if c.watch != watchNone {
+		c.timerArmed = false // between requests, or watched already
 		return
 	}
+	if wait := c.srv.watchAfter() - time.Since(c.reqStart); wait > 0 {
+		c.watchTimer.Reset(wait)
+		return
+	}
+	c.timerArmed = false
 	c.watch = watchWanted
 	if c.bodyDone {
 		c.runWatchLocked()
@@ -388,10 +439,7 @@ func (c *conn) bodyEOF() {
 func (c *conn) runWatchLocked() {
 	c.watch = watchRunning
 	c.watchDone = make(chan struct{})
-	if c.deadline {
-		_ = c.rwc.SetReadDeadline(time.Time{})
-		c.deadline = false
-	}
+	c.liftDeadline()
 	if c.cr.hasByte || c.br.Buffered() > 0 {
 		// The client already sent its next request: it is there.
 		close(c.watchDone)
@@ -424,7 +472,6 @@ func (c *conn) watchConn(done chan struct{}, cancel context.CancelFunc) {
 // stopWatch ends the watch of the current request, if any, and waits for
 // its goroutine, so that serve can read the connection again.
 func (c *conn) stopWatch() {
-	c.watchTimer.Stop()
 	c.watchMu.Lock()
 	running := c.watch == watchRunning
 	c.watch = watchOff

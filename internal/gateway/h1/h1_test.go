@@ -289,12 +289,18 @@ func TestNoBodyAnswers(t *testing.T) {
 	}
 }
 
+// The watch starts for a request however many fast ones came before it
+// on the connection (their watch timer is not stopped, but re-aimed).
 func TestClientGoneCancelsRequest(t *testing.T) {
 	for _, after := range []time.Duration{0, 50 * time.Millisecond} {
 		t.Run(fmt.Sprintf("watch-after=%v", after), func(t *testing.T) {
 			canceled := make(chan struct{})
 			started := make(chan struct{})
 			addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/fast" {
+					io.WriteString(w, "fast")
+					return
+				}
 				close(started)
 				select {
 				case <-r.Context().Done():
@@ -305,6 +311,15 @@ func TestClientGoneCancelsRequest(t *testing.T) {
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			for range 5 {
+				io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
 			}
 			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			<-started
@@ -660,5 +675,38 @@ func TestHeadDeadlineAfterIdle(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("stalled head closed after %v, want about 200ms", d)
+	}
+}
+
+// An idle kept-alive connection is closed at IdleTimeout after its last
+// request, although h1 does not re-arm the idle deadline for every
+// request of a busy connection.
+func TestIdleTimeoutAfterBusyConnection(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), func(s *Server) { s.IdleTimeout = idle })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for range 50 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	last := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	// Early by at most a sixteenth of the timeout; late by scheduling only.
+	if d := time.Since(last); d < idle-idle/16-10*time.Millisecond || d > 3*time.Second {
+		t.Errorf("idle connection closed %v after its last request, want about %v", d, idle)
 	}
 }

@@ -258,17 +258,17 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c := w.c
 	c.stopWatch()
-	if c.deadline {
-		_ = c.rwc.SetReadDeadline(zeroTime)
-		c.deadline = false
-	}
+	c.liftDeadline()
 	w.hijacked = true
 	c.srv.forget(c)
 	return c.rwc, bufio.NewReadWriter(c.br, c.bw), nil
 }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error  { return w.c.rwc.SetReadDeadline(t) }
+func (w *response) SetReadDeadline(t time.Time) error {
+	w.c.idleArmed = time.Time{} // the handler's deadline is not h1's idle one
+	return w.c.rwc.SetReadDeadline(t)
+}
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
 
 // EnableFullDuplex serves http.ResponseController: h1 always lets a
@@ -383,5 +383,3 @@ type date struct {
 }
 
 var dateCache atomic.Pointer[date]
-
-var zeroTime time.Time
