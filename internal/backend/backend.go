@@ -72,15 +72,29 @@ type ConnInfo struct {
 	ScriptName string
 }
 
-type connInfoKey struct{}
+// ConnInfoKey is the context key ConnInfoFrom looks up. A context may
+// answer it with a ConnInfo (WithConnInfo does) or with a ConnInfoSource,
+// which works the ConnInfo out only for the kinds that ask: the front end's
+// request contexts do, and the http kind never asks.
+type ConnInfoKey struct{}
+
+// ConnInfoSource gives a request's ConnInfo on demand.
+type ConnInfoSource interface {
+	ConnInfo() ConnInfo
+}
 
 // WithConnInfo returns a context carrying ci for the backends to read.
 func WithConnInfo(ctx context.Context, ci ConnInfo) context.Context {
-	return context.WithValue(ctx, connInfoKey{}, ci)
+	return context.WithValue(ctx, ConnInfoKey{}, ci)
 }
 
-// ConnInfoFrom returns the ConnInfo stored by WithConnInfo.
+// ConnInfoFrom returns the ConnInfo that ctx carries (see ConnInfoKey).
 func ConnInfoFrom(ctx context.Context) (ConnInfo, bool) {
-	ci, ok := ctx.Value(connInfoKey{}).(ConnInfo)
-	return ci, ok
+	switch v := ctx.Value(ConnInfoKey{}).(type) {
+	case ConnInfo:
+		return v, true
+	case ConnInfoSource:
+		return v.ConnInfo(), true
+	}
+	return ConnInfo{}, false
 }

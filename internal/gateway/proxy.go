@@ -80,8 +80,8 @@ func rewrite(pr *httputil.ProxyRequest) {
 func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := &inflight{req: r, start: time.Now()}
 	e.sw.ResponseWriter = w
-	ctx := backend.WithConnInfo(r.Context(), connInfo(r))
-	ctx = context.WithValue(ctx, inflightKey{}, e)
+	e.ctx = requestContext{Context: r.Context(), e: e}
+	ctx := context.Context(&e.ctx)
 	px.requests.add(e)
 	defer func() {
 		px.requests.remove(e)
@@ -103,19 +103,51 @@ func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	px.forward(&e.sw, r.WithContext(ctx))
 }
 
+// requestContext is the context of a request the proxy forwards: it
+// carries the request's inflight record and, for the backends, its
+// ConnInfo, in the record itself rather than in a context.WithValue
+// apiece.
+type requestContext struct {
+	context.Context
+	e *inflight
+}
+
 type inflightKey struct{}
+
+func (c *requestContext) Value(key any) any {
+	switch key.(type) {
+	case inflightKey:
+		return c.e
+	case backend.ConnInfoKey:
+		return c.e // a backend.ConnInfoSource
+	}
+	return c.Context.Value(key)
+}
+
+// inflightFrom returns the inflight record of the request whose context
+// is ctx or derives from it.
+func inflightFrom(ctx context.Context) *inflight {
+	if c, ok := ctx.(*requestContext); ok {
+		return c.e
+	}
+	e, _ := ctx.Value(inflightKey{}).(*inflight)
+	return e
+}
+
+// ConnInfo serves the backends that need to know about the client
+// connection (FastCGI, uwsgi, CGI).
+func (e *inflight) ConnInfo() backend.ConnInfo {
+	r := e.req
+	ci := backend.ConnInfo{RemoteAddr: r.RemoteAddr, HTTPS: r.TLS != nil}
+	ci.ScriptName, _ = r.Context().Value(scriptNameKey{}).(string)
+	return ci
+}
 
 // Requests lists the requests waiting for or holding a slot of the pool.
 func (px *Proxy) Requests() []RequestInfo { return px.requests.list(px.pool.Name()) }
 
 // Pool returns the proxy's pool.
 func (px *Proxy) Pool() *pool.Pool { return px.pool }
-
-func connInfo(r *http.Request) backend.ConnInfo {
-	ci := backend.ConnInfo{RemoteAddr: r.RemoteAddr, HTTPS: r.TLS != nil}
-	ci.ScriptName, _ = r.Context().Value(scriptNameKey{}).(string)
-	return ci
-}
 
 // fail turns a failed round trip into drover's own answer.
 func (px *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -148,7 +180,7 @@ type slotTransport Proxy
 
 func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	px := (*Proxy)(t)
-	e, _ := req.Context().Value(inflightKey{}).(*inflight)
+	e := inflightFrom(req.Context())
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		inst, err := px.pool.Acquire(req.Context())

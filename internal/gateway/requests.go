@@ -33,8 +33,9 @@ type RequestInfo struct {
 // written before it is registered and not changed afterwards.
 type inflight struct {
 	req   *http.Request
-	sw    statusWriter // the response, for the status the Observer gets
-	lease lease        // the first attempt's; see newLease
+	ctx   requestContext // the context of the request the proxy forwards
+	sw    statusWriter   // the response, for the status the Observer gets
+	lease lease          // the first attempt's; see newLease
 	start time.Time
 	pid   atomic.Int64
 	wait  atomic.Int64 // nanoseconds spent waiting for slots
