@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Measures, in one run on one machine, the same Go hello worker (the sample
-# app) reached directly, through drover, through nginx with a keep-alive
-# upstream, and through bench/minproxy (the floor of any Go proxy here),
-# with wrk. Prints req/s, p50 and p99, and the ratios drover/direct,
-# drover/nginx and drover/minproxy.
+# Measures, on one machine, the same Go hello worker (the sample app)
+# reached directly, through drover, through nginx with a keep-alive
+# upstream, and through two yardsticks: bench/minproxy (the floor of any
+# Go proxy with a goroutine per connection) and bench/eprelay (a byte
+# relay on epoll event loops, the floor of Go run the way nginx runs).
+# Every path is measured in each of ROUNDS rounds, interleaved, because a
+# shared 2-core VM drifts by 15% from one minute to the next; the medians
+# are printed, with the ratios drover/direct, drover/nginx,
+# drover/minproxy, minproxy/nginx and eprelay/nginx.
 #
-#   bench/proxy.sh [DURATION] [CONNECTIONS]      (defaults: 10s 32)
+#   bench/proxy.sh [DURATION] [CONNECTIONS] [ROUNDS]   (defaults: 5s 32 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dur=${1:-10s}
+dur=${1:-5s}
 conns=${2:-32}
+rounds=${3:-3}
 
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
@@ -19,7 +24,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-go build -o "$work/" ./cmd/drover ./examples/sampleapp ./bench/minproxy
+go build -o "$work/" ./cmd/drover ./examples/sampleapp ./bench/minproxy ./bench/eprelay
 
 PORT=18081 "$work/sampleapp" & pids+=($!)
 
@@ -65,35 +70,46 @@ NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 
 "$work/minproxy" 127.0.0.1:18084 127.0.0.1:18081 & pids+=($!)
+"$work/eprelay" 127.0.0.1:18085 127.0.0.1:18081 & pids+=($!)
 
-for port in 18081 18082 18083 18084; do
+for port in 18081 18082 18083 18084 18085; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
 done
 
-# run NAME PORT -> "rps p50ms p99ms"
+# run PORT -> "rps p50ms p99ms"
 run() {
-  wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$2/" >/dev/null 2>&1 # warm-up
-  wrk -t2 -c"$conns" -d"$dur" --latency "http://127.0.0.1:$2/" > "$work/$1.txt"
-  awk '
+  wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$1/" >/dev/null 2>&1 # warm-up
+  wrk -t2 -c"$conns" -d"$dur" --latency "http://127.0.0.1:$1/" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ { rps=$2 }
     $1=="50%" { p50=ms($2) }
     $1=="99%" { p99=ms($2) }
-    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }' "$work/$1.txt"
+    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
 }
-read -r d_rps d_p50 d_p99 < <(run direct 18081)
-read -r g_rps g_p50 g_p99 < <(run drover 18082)
-read -r n_rps n_p50 n_p99 < <(run nginx 18083)
-read -r m_rps m_p50 m_p99 < <(run minproxy 18084)
+paths=(direct drover nginx minproxy eprelay)
+ports=(18081 18082 18083 18084 18085)
+for r in $(seq "$rounds"); do
+  for i in "${!paths[@]}"; do
+    echo "${paths[$i]} $(run "${ports[$i]}")" >> "$work/results"
+  done
+  printf 'round %s: %s\n' "$r" "$(awk -v r="$r" -v n=${#paths[@]} 'NR > (r-1)*n && NR <= r*n { printf "%s %s  ", $1, $2 }' "$work/results")"
+done
 
-printf '\nGo hello worker, wrk -t2 -c%s -d%s, %s cores\n' "$conns" "$dur" "$(nproc)"
-printf '%-8s %10s %9s %9s\n' path req/s p50_ms p99_ms
-printf '%-8s %10s %9s %9s\n' direct "$d_rps" "$d_p50" "$d_p99"
-printf '%-8s %10s %9s %9s\n' drover "$g_rps" "$g_p50" "$g_p99"
-printf '%-8s %10s %9s %9s\n' nginx "$n_rps" "$n_p50" "$n_p99"
-printf '%-8s %10s %9s %9s\n' minproxy "$m_rps" "$m_p50" "$m_p99"
-awk -v g="$g_rps" -v d="$d_rps" -v n="$n_rps" -v m="$m_rps" -v gp="$g_p99" -v np="$n_p99" 'BEGIN {
+# med PATH COLUMN -> the median of that column (2 req/s, 3 p50, 4 p99)
+med() {
+  awk -v p="$1" -v c="$2" '$1 == p { print $c }' "$work/results" | sort -g |
+    awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+printf '\nGo hello worker, wrk -t2 -c%s -d%s, medians of %s rounds, %s cores\n' "$conns" "$dur" "$rounds" "$(nproc)"
+printf '%-9s %10s %9s %9s\n' path req/s p50_ms p99_ms
+declare -A rps p99
+for p in "${paths[@]}"; do
+  rps[$p]=$(med "$p" 2) p99[$p]=$(med "$p" 4)
+  printf '%-9s %10.0f %9.3f %9.3f\n' "$p" "${rps[$p]}" "$(med "$p" 3)" "${p99[$p]}"
+done
+awk -v g="${rps[drover]}" -v d="${rps[direct]}" -v n="${rps[nginx]}" -v m="${rps[minproxy]}" -v e="${rps[eprelay]}" \
+  -v gp="${p99[drover]}" -v np="${p99[nginx]}" 'BEGIN {
   printf "drover/direct req/s:   %.2f\n", g/d
   printf "drover/nginx req/s:    %.2f (target >= 1)\n", g/n
-  printf "drover/minproxy req/s: %.2f; minproxy/nginx: %.2f\n", g/m, m/n
+  printf "drover/minproxy req/s: %.2f; minproxy/nginx: %.2f; eprelay/nginx: %.2f\n", g/m, m/n, e/n
   printf "drover p99 - nginx p99: %+.3f ms (target <= +1)\n", gp-np }'
