@@ -46,9 +46,12 @@ type conn struct {
 	body       *body       // the current request's body, if it has one
 
 	// deadline is set while one of h1's read deadlines is still on the
-	// connection: the first body read or watch clears it. idleArmed is
-	// when the one there was armed as the idle deadline (zero if it is
-	// the head's, or there is none).
+	// connection: the first body read or watch clears it, and so does a
+	// handler that sets a read deadline of its own. idleArmed is when
+	// the one there was armed as the idle deadline (zero if it is the
+	// head's, or there is none). Serve, the body reader, the watch and
+	// the handler all set read deadlines: dlMu orders them.
+	dlMu      sync.Mutex
 	deadline  bool
 	idleArmed time.Time
 
@@ -199,6 +202,8 @@ func (c *conn) serve() {
 
 // setReadDeadline sets the read deadline d from now, or lifts it for 0.
 func (c *conn) setReadDeadline(d time.Duration) {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
 	c.idleArmed = time.Time{}
 	if d > 0 {
 		_ = c.rwc.SetReadDeadline(time.Now().Add(d))
@@ -211,13 +216,26 @@ func (c *conn) setReadDeadline(d time.Duration) {
 
 // liftDeadline takes h1's read deadline off the connection, if one is on
 // it: someone else reads the connection now (a body reader, the watch, a
-// hijacker).
+// hijacker). A deadline the handler set stays.
 func (c *conn) liftDeadline() {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
 	if c.deadline {
 		_ = c.rwc.SetReadDeadline(time.Time{})
 		c.deadline = false
 		c.idleArmed = time.Time{}
 	}
+}
+
+// handlerReadDeadline sets a read deadline the handler asked for
+// (http.ResponseController): h1's own is gone, and nothing of h1's lifts
+// the handler's until the next request.
+func (c *conn) handlerReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.deadline = false
+	c.idleArmed = time.Time{}
+	return c.rwc.SetReadDeadline(t)
 }
 
 // armIdle puts the idle deadline, IdleTimeout from now, on the
@@ -232,6 +250,8 @@ func (c *conn) armIdle() {
 		return
 	}
 	now := time.Now()
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
 	if c.deadline && !c.idleArmed.IsZero() && now.Sub(c.idleArmed) < min(d/16, time.Second) {
 		return
 	}
@@ -241,15 +261,18 @@ func (c *conn) armIdle() {
 }
 
 // headBuffered reports whether a whole request head has arrived already,
-// so that reading it cannot stall and needs no deadline of its own.
+// so that reading it cannot stall and needs no deadline of its own. The
+// empty lines readHead skips before a request line do not count: "\r\n\r\n"
+// followed by the start of a head is not a head.
 func (c *conn) headBuffered() bool {
 	b, _ := c.br.Peek(c.br.Buffered())
-	return bytes.Contains(b, crlfcrlf) || bytes.Contains(b, lflf)
+	b = bytes.TrimLeft(b, "\r\n")
+	return bytes.Contains(b, lflf) || bytes.Contains(b, lfcrlf)
 }
 
 var (
-	crlfcrlf = []byte("\r\n\r\n")
-	lflf     = []byte("\n\n")
+	lflf   = []byte("\n\n")
+	lfcrlf = []byte("\n\r\n")
 )
 
 // handOff gives the connection to the HTTP/2 server with what has been

@@ -265,10 +265,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error {
-	w.c.idleArmed = time.Time{} // the handler's deadline is not h1's idle one
-	return w.c.rwc.SetReadDeadline(t)
-}
+func (w *response) SetReadDeadline(t time.Time) error  { return w.c.handlerReadDeadline(t) }
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
 
 // EnableFullDuplex serves http.ResponseController: h1 always lets a
