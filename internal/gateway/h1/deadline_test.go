@@ -23,18 +23,7 @@ func TestSlowHeadAfterBlankLines(t *testing.T) {
 				s.ReadHeaderTimeout = 200 * time.Millisecond
 				s.IdleTimeout = idle
 			})
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			br := bufio.NewReader(c)
-			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.ReadAll(resp.Body)
+			c, br := dialGets(t, addr, "/", 1)
 			start := time.Now()
 			// Two empty lines, then a head that stalls.
 			io.WriteString(c, "\r\n\r\nGET / HT")
@@ -49,13 +38,18 @@ func TestSlowHeadAfterBlankLines(t *testing.T) {
 	}
 }
 
-// A handler's http.ResponseController.SetReadDeadline races with the
-// watch, which lifts h1's deadline (and writes conn.idleArmed) from the
-// watch timer's goroutine. Run with -race.
-func TestHandlerSetReadDeadlineRacesWatch(t *testing.T) {
+// A handler may set a read deadline (http.ResponseController) while
+// another of its goroutines reads the body, which lifts h1's deadline:
+// the race detector sees to it that the two are ordered.
+func TestHandlerSetReadDeadlineWhileBodyRead(t *testing.T) {
 	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(50 * time.Millisecond) // the watch starts at 10ms
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			_, _ = io.ReadAll(r.Body)
+		}()
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Minute))
+		<-read
 		io.WriteString(w, "ok")
 	}))
 	c, err := net.Dial("tcp", addr)
@@ -63,15 +57,14 @@ func TestHandlerSetReadDeadlineRacesWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
 	if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // A read deadline the handler sets before reading the body holds for
-// the body (pre-existing: the first body read lifts "h1's" deadline,
-// which is the handler's by then).
+// the body: the first body read lifts h1's deadline, not the handler's.
 func TestHandlerReadDeadlineHoldsForBody(t *testing.T) {
 	got := make(chan time.Duration, 1)
 	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

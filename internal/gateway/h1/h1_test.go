@@ -51,6 +51,28 @@ func start(t *testing.T, h http.Handler, opts ...func(*Server)) (string, *Server
 	return l.Addr().String(), s
 }
 
+// dialGets connects to addr and makes n GET requests for path on the
+// connection, reading each answer; the connection is closed at the end of
+// the test.
+func dialGets(t *testing.T, addr, path string, n int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	br := bufio.NewReader(c)
+	for range n {
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	return c, br
+}
+
 func client(t *testing.T) *http.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 4}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -308,19 +330,7 @@ func TestClientGoneCancelsRequest(t *testing.T) {
 				case <-time.After(10 * time.Second):
 				}
 			}), func(s *Server) { s.WatchAfter = after })
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			br := bufio.NewReader(c)
-			for range 5 {
-				io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-			}
+			c, _ := dialGets(t, addr, "/fast", 5)
 			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			<-started
 			c.Close()
@@ -649,18 +659,7 @@ func TestHeadDeadlineAfterIdle(t *testing.T) {
 		s.ReadHeaderTimeout = 200 * time.Millisecond
 		s.IdleTimeout = 5 * time.Second
 	})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil {
-		t.Fatal(err)
-	} else {
-		io.ReadAll(resp.Body)
-	}
+	c, br := dialGets(t, addr, "/", 1)
 	// Idle for longer than the head timeout: still open. Then a head
 	// that stalls after its first bytes: closed at the head timeout.
 	idle := time.NewTimer(400 * time.Millisecond)
@@ -686,20 +685,7 @@ func TestIdleTimeoutAfterBusyConnection(t *testing.T) {
 	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}), func(s *Server) { s.IdleTimeout = idle })
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for range 50 {
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-	}
+	c, br := dialGets(t, addr, "/", 50)
 	last := time.Now()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
