@@ -58,7 +58,6 @@ type conn struct {
 	watchTimer *time.Timer
 	watchMu    sync.Mutex // guards the fields below
 	watch      watchState
-	reqSeq     uint64
 	reqStart   time.Time // when the current request's handler began
 	timerArmed bool      // watchTimer will fire (see watchTimeout)
 	bodyDone   bool      // the current request's body is read to its end
@@ -355,7 +354,6 @@ func (c *conn) serveRequest(head *http.Request) (next after) {
 		c.body.resp = w
 	}
 	c.watchMu.Lock()
-	c.reqSeq++
 	c.bodyDone = req.Body == http.NoBody
 	c.cancel = cancel
 	c.watch = watchNone
