@@ -89,6 +89,16 @@ func (e *httpEndpoint) addr(network string) string {
 	return "127.0.0.1:" + strconv.Itoa(e.port)
 }
 
+// Addr returns where the instance listens: ("unix", path) or ("tcp",
+// "127.0.0.1:port"), whichever accepted first. Valid once it is ready.
+func (e *httpEndpoint) Addr() (network, address string) {
+	network, _ = e.network.Load().(string)
+	if network == "" {
+		network = "tcp"
+	}
+	return network, e.addr(network)
+}
+
 func (e *httpEndpoint) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	network, _ := e.network.Load().(string)
 	if network == "" {

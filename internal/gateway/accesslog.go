@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/drover-pool/drover/internal/gateway/evloop"
 )
 
 // AccessLog writes one line per request in the combined log format that
@@ -26,8 +28,16 @@ func NewAccessLog(w io.Writer) *AccessLog {
 
 // Log records one finished request.
 func (a *AccessLog) Log(r *http.Request, rec *recorder, start time.Time) {
-	now := time.Now()
-	host := r.RemoteAddr
+	a.line(r.RemoteAddr, r.Method, r.RequestURI, r.Proto, rec.status, rec.bytes, r.Referer(), r.UserAgent(), start, time.Now())
+}
+
+// LogExchange records one request an event loop served.
+func (a *AccessLog) LogExchange(x *evloop.Exchange) {
+	a.line(x.RemoteAddr(), x.Method(), x.RequestURI(), "HTTP/1.1", x.Status(), x.BodyBytes(), x.Referer(), x.UserAgent(), x.Start(), x.Now())
+}
+
+func (a *AccessLog) line(remote, method, uri, proto string, status int, bytes int64, referer, ua string, start, now time.Time) {
+	host := remote
 	if i := lastColon(host); i > 0 {
 		host = host[:i]
 	}
@@ -39,19 +49,19 @@ func (a *AccessLog) Log(r *http.Request, rec *recorder, start time.Time) {
 	b = append(b, " - - ["...)
 	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
-	b = append(b, r.Method...)
+	b = append(b, method...)
 	b = append(b, ' ')
-	b = append(b, r.RequestURI...)
+	b = append(b, uri...)
 	b = append(b, ' ')
-	b = append(b, r.Proto...)
+	b = append(b, proto...)
 	b = append(b, "\" "...)
-	b = strconv.AppendInt(b, int64(rec.status), 10)
+	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, rec.bytes, 10)
+	b = strconv.AppendInt(b, bytes, 10)
 	b = append(b, " \""...)
-	b = append(b, r.Referer()...)
+	b = append(b, referer...)
 	b = append(b, "\" \""...)
-	b = append(b, r.UserAgent()...)
+	b = append(b, ua...)
 	b = append(b, "\" "...)
 	b = strconv.AppendFloat(b, now.Sub(start).Seconds(), 'f', 6, 64)
 	b = append(b, '\n')

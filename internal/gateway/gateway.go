@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drover-pool/drover/internal/gateway/evloop"
 	"github.com/drover-pool/drover/internal/gateway/h1"
 )
 
@@ -31,6 +32,7 @@ type Gateway struct {
 	log       *slog.Logger
 	access    *AccessLog
 	tlsConfig *tls.Config
+	noLoops   bool
 
 	table    atomic.Pointer[Table]
 	draining atomic.Bool
@@ -42,23 +44,35 @@ type Gateway struct {
 
 // listener is one listen address. TLS listeners are served by net/http
 // alone; cleartext ones by h1, which hands h2c connections to srv.
+//
+// Cleartext TCP listeners are served by event loops, which hand h1 the
+// connections they do not serve themselves.
 type listener struct {
 	addr string
 	srv  *http.Server
-	h1   *h1.Server // nil for TLS
-	h2c  *connQueue // the connections h1 passes to srv
+	h1   *h1.Server     // nil for TLS
+	h2c  *connQueue     // the connections h1 passes to srv
+	loop *evloop.Server // nil for TLS and unix sockets
 }
 
-// shutdown stops the listener gracefully (until ctx ends).
+// shutdown stops the listener gracefully (until ctx ends). The loops go
+// first: until they are done they may still hand connections to h1.
 func (l *listener) shutdown(ctx context.Context) error {
-	var err error
-	if l.h1 != nil {
-		err = l.h1.Shutdown(ctx)
+	var errs []error
+	if l.loop != nil {
+		errs = append(errs, l.loop.Shutdown(ctx))
 	}
-	return errors.Join(err, l.srv.Shutdown(ctx))
+	if l.h1 != nil {
+		errs = append(errs, l.h1.Shutdown(ctx))
+	}
+	errs = append(errs, l.srv.Shutdown(ctx))
+	return errors.Join(errs...)
 }
 
 func (l *listener) close() {
+	if l.loop != nil {
+		_ = l.loop.Close()
+	}
 	if l.h1 != nil {
 		_ = l.h1.Close()
 	}
@@ -108,11 +122,14 @@ type Options struct {
 	AccessLog *AccessLog // nil: no access log
 	// TLS, when set, serves TCP listeners with TLS (h2 by ALPN).
 	TLS *tls.Config
+	// NoEventLoops serves cleartext TCP listeners with h1 alone (for
+	// comparisons and tests of that path).
+	NoEventLoops bool
 }
 
 // New returns a gateway with an empty routing table.
 func New(o Options) *Gateway {
-	g := &Gateway{log: o.Logger, access: o.AccessLog, tlsConfig: o.TLS, listeners: map[string]*listener{}}
+	g := &Gateway{log: o.Logger, access: o.AccessLog, tlsConfig: o.TLS, noLoops: o.NoEventLoops, listeners: map[string]*listener{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -165,6 +182,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route.Handler.ServeHTTP(w, r)
 }
 
+// loopRoute is the event loops' view of the routing table: requests to
+// pools of HTTP workers are theirs; drover's own endpoints, static
+// directories and other kinds of pool are h1's.
+func (g *Gateway) loopRoute(host, path string) (*evloop.Target, string) {
+	route := g.table.Load().Match(host, path)
+	if route == nil {
+		return nil, ""
+	}
+	px, ok := route.Handler.(*Proxy)
+	if !ok || px.loop == nil {
+		return nil, ""
+	}
+	if route.StripPrefix {
+		return px.loop, route.Path
+	}
+	return px.loop, ""
+}
+
 // scriptNameKey carries the prefix strip_prefix removed.
 type scriptNameKey struct{}
 
@@ -211,6 +246,18 @@ func (g *Gateway) Listen(addr string) error {
 			MaxHeaderBytes:    maxHeaderBytes,
 			Logger:            g.log,
 		}
+		if _, ok := l.(*net.TCPListener); ok && !g.noLoops {
+			ln.loop = &evloop.Server{
+				Route:         g.loopRoute,
+				Handoff:       ln.h1.ServeConn,
+				HeaderTimeout: readHeaderTimeout,
+				IdleTimeout:   idleTimeout,
+				Logger:        g.log,
+			}
+			if g.access != nil {
+				ln.loop.Log = g.access.LogExchange
+			}
+		}
 	}
 	g.mu.Lock()
 	if _, dup := g.listeners[addr]; dup {
@@ -226,11 +273,16 @@ func (g *Gateway) Listen(addr string) error {
 			g.log.Error("front end stopped", "listen", addr, "err", err)
 		}
 	}
-	if ln.h1 != nil {
+	switch {
+	case ln.loop != nil:
+		g.wg.Add(2)
+		go serve(func(l net.Listener) error { return ln.loop.Serve(l.(*net.TCPListener)) }, l)
+		go serve(srv.Serve, ln.h2c)
+	case ln.h1 != nil:
 		g.wg.Add(2)
 		go serve(ln.h1.Serve, l)
 		go serve(srv.Serve, ln.h2c)
-	} else {
+	default:
 		g.wg.Add(1)
 		go serve(srv.Serve, l)
 	}

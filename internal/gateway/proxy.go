@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/drover-pool/drover/internal/backend"
 	"github.com/drover-pool/drover/internal/events"
+	"github.com/drover-pool/drover/internal/gateway/evloop"
 	"github.com/drover-pool/drover/internal/gateway/h1"
 	"github.com/drover-pool/drover/internal/pool"
 )
@@ -34,6 +36,9 @@ type Proxy struct {
 	reset    bool // on_stopped = "reset"
 	observer Observer
 	requests registry
+	// loop is the proxy as the event loops see it; nil when its pool's
+	// instances do not speak HTTP.
+	loop *evloop.Target
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
@@ -55,6 +60,9 @@ func NewProxy(p *pool.Pool, logger *slog.Logger, obs Observer) *Proxy {
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Kind == "http" {
+		px.loop = &evloop.Target{Pool: p, Timeout: px.timeout, Hooks: (*loopHooks)(px)}
 	}
 	px.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
@@ -101,6 +109,27 @@ func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The copy is the proxy's own: forward edits it for the instance.
 	px.forward(&e.sw, r.WithContext(ctx))
+}
+
+// loopHooks keep the registry and the metrics for the requests the event
+// loops serve.
+type loopHooks Proxy
+
+func (h *loopHooks) Begin(x *evloop.Exchange) {
+	e := &loopEntry{method: x.Method(), uri: x.RequestURI(), client: x.RemoteAddr(), pid: x.Pid(), start: x.Start()}
+	// Copies: the loop's buffers are not the registry's to read.
+	e.method, e.uri = strings.Clone(e.method), strings.Clone(e.uri)
+	x.Token = e
+	h.requests.add(e)
+}
+
+func (h *loopHooks) End(x *evloop.Exchange) {
+	e := x.Token.(*loopEntry)
+	h.requests.remove(e)
+	if x.Status() == 0 || h.observer == nil {
+		return // retried, or handed to the h1 path, which reports it
+	}
+	h.observer.ObserveRequest(h.pool.Name(), x.Status(), x.Now().Sub(e.start), 0)
 }
 
 // requestContext is the context of a request the proxy forwards: it

@@ -41,23 +41,59 @@ type inflight struct {
 	wait  atomic.Int64 // nanoseconds spent waiting for slots
 }
 
+// entry is a request in the registry: one the h1 or net/http server runs
+// (inflight) or one an event loop serves (loopEntry).
+type entry interface {
+	info(pool string, now time.Time) RequestInfo
+}
+
+func (e *inflight) info(pool string, now time.Time) RequestInfo {
+	return RequestInfo{
+		Pool:    pool,
+		Method:  e.req.Method,
+		URL:     redactURL(e.req.URL),
+		Client:  e.req.RemoteAddr,
+		PID:     int(e.pid.Load()),
+		Start:   e.start,
+		Elapsed: now.Sub(e.start),
+	}
+}
+
+// loopEntry is a request an event loop serves; its fields are copies,
+// since the loop's buffers are not the registry's to read.
+type loopEntry struct {
+	method, uri, client string
+	pid                 int
+	start               time.Time
+}
+
+func (e *loopEntry) info(pool string, now time.Time) RequestInfo {
+	u, err := url.ParseRequestURI(e.uri)
+	shown := "?"
+	if err == nil {
+		shown = redactURL(u)
+	}
+	return RequestInfo{Pool: pool, Method: e.method, URL: shown, Client: e.client, PID: e.pid,
+		Start: e.start, Elapsed: now.Sub(e.start)}
+}
+
 // registry holds a proxy's requests in flight; its own lock, separate from
 // the pool's, is held only for the insert and delete.
 type registry struct {
 	mu sync.Mutex
-	m  map[*inflight]struct{}
+	m  map[entry]struct{}
 }
 
-func (r *registry) add(e *inflight) {
+func (r *registry) add(e entry) {
 	r.mu.Lock()
 	if r.m == nil {
-		r.m = make(map[*inflight]struct{})
+		r.m = make(map[entry]struct{})
 	}
 	r.m[e] = struct{}{}
 	r.mu.Unlock()
 }
 
-func (r *registry) remove(e *inflight) {
+func (r *registry) remove(e entry) {
 	r.mu.Lock()
 	delete(r.m, e)
 	r.mu.Unlock()
@@ -68,15 +104,7 @@ func (r *registry) list(pool string) []RequestInfo {
 	r.mu.Lock()
 	out := make([]RequestInfo, 0, len(r.m))
 	for e := range r.m {
-		out = append(out, RequestInfo{
-			Pool:    pool,
-			Method:  e.req.Method,
-			URL:     redactURL(e.req.URL),
-			Client:  e.req.RemoteAddr,
-			PID:     int(e.pid.Load()),
-			Start:   e.start,
-			Elapsed: now.Sub(e.start),
-		})
+		out = append(out, e.info(pool, now))
 	}
 	r.mu.Unlock()
 	return out

@@ -76,6 +76,10 @@ func (i *Instance) RoundTrip(req *http.Request) (*http.Response, error) {
 	return i.ep.RoundTrip(req)
 }
 
+// Endpoint returns the instance's backend endpoint, for callers that
+// reach the instance by their own means (the front end's event loops).
+func (i *Instance) Endpoint() backend.Endpoint { return i.ep }
+
 // Exited reports whether the instance's process is gone.
 func (i *Instance) Exited() bool { return i.proc == nil || i.proc.Exited() }
 

@@ -252,6 +252,22 @@ func (p *Pool) Acquire(ctx context.Context) (*Instance, error) {
 	}
 }
 
+// TryAcquire reserves a slot on an instance that has one free now, without
+// waiting and without starting anything: nil when the pool is not running,
+// no slot is free, or requests are already waiting (a slot that frees goes
+// to them first, so FIFO order holds). The caller owes Release as after
+// Acquire. The front end's event loops use it; whatever gets nil takes
+// the Acquire path.
+func (p *Pool) TryAcquire() *Instance {
+	p.mu.Lock()
+	var inst *Instance
+	if p.state == Running && !p.closed {
+		inst = p.takeFreeLocked()
+	}
+	p.mu.Unlock()
+	return inst
+}
+
 // takeFreeLocked reserves a slot on a free instance, if there is one.
 // Free slots exist only while nobody waits: Release hands a slot to the
 // oldest waiter directly.

@@ -152,6 +152,26 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// ServeConn serves one connection accepted elsewhere (the front end's
+// event loops hand over those they do not serve) on its own goroutine,
+// as if Serve had accepted it. After Shutdown or Close it is closed.
+func (s *Server) ServeConn(rwc net.Conn) {
+	c := newConn(s, rwc)
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		rwc.Close()
+		return
+	}
+	if s.conns == nil {
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	go c.serve()
+}
+
 func temporary(err error) bool {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
