@@ -213,6 +213,22 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Checksum", "abc123")
 	case "/ws":
 		upgrade(w, r)
+	case "/untilclose", "/garbage":
+		// An answer whose body ends with the connection (HTTP/1.0
+		// style), or one that is not HTTP at all.
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		if r.URL.Path == "/garbage" {
+			brw.WriteString("NOT HTTP AT ALL\r\n\r\n")
+		} else {
+			n, _ := strconv.Atoi(q.Get("n"))
+			brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Pid: " + pid + "\r\n\r\n")
+			brw.WriteString(strings.Repeat("x", n))
+		}
+		brw.Flush()
+		conn.Close()
 	case "/seq":
 		// The order in which this instance began serving requests.
 		fmt.Fprintf(w, "%d\n", seq)

@@ -22,7 +22,8 @@ type conn struct {
 
 	readable   bool // the kernel may have bytes for us (edge triggered)
 	writable   bool
-	peerClosed bool // the client sent its FIN: no more requests
+	rdhup      bool // EPOLLRDHUP came: read on until the end of the stream
+	peerClosed bool // a read found the end of the stream: no more requests
 	closeAfter bool // close once the current request is answered
 	headStart  time.Time
 	deadline   time.Time // idle, head or request timeout; zero: none
@@ -51,17 +52,36 @@ func (c *conn) event(ev uint32) {
 		c.readable = true
 	}
 	if ev&unix.EPOLLRDHUP != 0 {
-		if c.x != nil {
-			// The client gave up waiting (as nginx, drover takes a
-			// half-close for a hang-up while a request is out).
-			c.gone()
+		c.rdhup, c.readable = true, true
+		if c.x != nil && c.hangup() {
 			return
 		}
-		c.peerClosed = true
 	}
 	if c.x == nil {
 		c.serve()
 	}
+}
+
+// hangupGrace is how long a request whose client has sent its FIN (shut
+// down its side, or closed) is still served: as h1's WatchAfter, so a
+// client that half-closes after its request (printf ... | nc -N) gets a
+// quick answer, and one that hung up frees its slot within moments.
+const hangupGrace = 10 * time.Millisecond
+
+// hangup acts on the client's FIN while a request is out: it abandons the
+// exchange once the grace is over (reporting true), or sets the deadline
+// at which it will be.
+func (c *conn) hangup() bool {
+	end := c.x.start.Add(hangupGrace)
+	if !c.l.now.Before(end) {
+		c.gone()
+		return true
+	}
+	if c.deadline.IsZero() || end.Before(c.deadline) {
+		c.deadline = end
+		c.l.deadline(end)
+	}
+	return false
 }
 
 // gone is the client's hang-up or a socket error.
@@ -97,8 +117,12 @@ func (c *conn) serve() {
 					c.headStart = c.l.now
 				}
 				c.n += m
-				if c.n < len(c.in) {
-					c.readable = false // a short read drained the socket
+				if c.n < len(c.in) && !c.rdhup {
+					// A short read drained the socket. (Not so
+					// after EPOLLRDHUP: the end of the stream
+					// may be waiting behind the data, and no
+					// further edge would tell of it.)
+					c.readable = false
 				}
 			}
 		}
@@ -208,6 +232,10 @@ func (c *conn) setDeadlineFrom(t time.Time, d time.Duration) {
 // expire acts on a passed deadline.
 func (c *conn) expire() {
 	if c.x != nil {
+		if c.rdhup && c.x.phase != xAnswer {
+			c.gone() // the hang-up's grace is over
+			return
+		}
 		c.x.timeout()
 		return
 	}

@@ -70,6 +70,9 @@ func startExchange(c *conn, t *Target, inst *pool.Instance, path []byte) {
 	if t.Timeout > 0 {
 		c.setDeadline(t.Timeout)
 	}
+	if c.rdhup {
+		c.hangup() // the client's FIN came with this request or before
+	}
 	x.begin()
 	x.connect(false)
 }
@@ -189,8 +192,8 @@ func (x *Exchange) readUp() {
 			x.upEOF(err)
 			return
 		}
-		if x.un+m < len(x.ubuf) {
-			u.readable = false // a short read drained the socket
+		if x.un+m < len(x.ubuf) && !u.rdhup {
+			u.readable = false // a short read drained the socket (see conn.serve)
 		}
 		x.un += m
 		if x.phase == xHead {
@@ -571,6 +574,7 @@ type upconn struct {
 	connecting bool
 	readable   bool
 	writable   bool
+	rdhup      bool // EPOLLRDHUP came: read on until the end of the stream
 	reused     bool
 	idleSince  time.Time
 }
@@ -585,6 +589,9 @@ func (u *upconn) event(ev uint32) {
 	}
 	if ev&unix.EPOLLOUT != 0 {
 		u.writable = true
+	}
+	if ev&unix.EPOLLRDHUP != 0 {
+		u.rdhup = true
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		u.readable = true

@@ -588,12 +588,12 @@ type chunkScanner struct {
 }
 
 const (
-	chSize     = iota // in the chunk-size digits
-	chExt             // after the digits, up to LF
-	chData            // in the data
-	chDataCR          // the CR after the data
-	chDataLF          // the LF after the data
-	chTrailer         // in a trailer line (or the final empty one)
+	chSize    = iota // in the chunk-size digits
+	chExt            // after the digits, up to LF
+	chData           // in the data
+	chDataCR         // the CR after the data
+	chDataLF         // the LF after the data
+	chTrailer        // in a trailer line (or the final empty one)
 	chDone
 )
 
@@ -753,21 +753,21 @@ func kindOf(name []byte) uint8 {
 			return hXFF
 		}
 	case 16:
-		if equalFold(name, "Proxy-Connection") {
+		switch {
+		case equalFold(name, "Proxy-Connection"):
 			return hHop
+		case equalFold(name, "X-Forwarded-Host"):
+			return hXFHost
 		}
 	case 17:
 		switch {
 		case equalFold(name, "Transfer-Encoding"):
 			return hTransferEncoding
-		case equalFold(name, "X-Forwarded-Host"):
-			return hXFHost
-		}
-	case 18:
-		switch {
 		case equalFold(name, "X-Forwarded-Proto"):
 			return hXFProto
-		case equalFold(name, "Proxy-Authenticate"):
+		}
+	case 18:
+		if equalFold(name, "Proxy-Authenticate") {
 			return hHop
 		}
 	case 19:
