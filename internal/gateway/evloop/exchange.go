@@ -35,17 +35,18 @@ type Exchange struct {
 	out  []byte // what the loop builds: the request, then the client's bytes
 	pend []byte // bytes for the client not yet written
 
-	phase      int
-	remain     int64 // of a Content-Length body
-	chunks     chunkScanner
-	status     int   // the answer's status; 0 until there is one
-	bytes      int64 // body bytes passed to the client
-	wrote      bool  // some of the answer is with the client, or pending
-	bodyDone   bool  // the answer is complete once pend is written
-	reusable   bool  // the upstream connection can serve another request
-	freshTried bool  // a reused upstream connection failed; a new one was tried
-	retried    bool  // the retry rule was used
-	begun      bool  // Hooks.Begin was called and End not yet
+	phase         int
+	remain        int64 // of a Content-Length body
+	chunks        chunkScanner
+	status        int   // the answer's status; 0 until there is one
+	bytes         int64 // body bytes passed to the client
+	wrote         bool  // some of the answer is with the client, or pending
+	bodyDone      bool  // the answer is complete once pend is written
+	reusable      bool  // the upstream connection can serve another request
+	freshTried    bool  // a reused upstream connection failed; a new one was tried
+	retried       bool  // the retry rule was used
+	informational int   // 1xx heads skipped
+	begun         bool  // Hooks.Begin was called and End not yet
 }
 
 // Exchange phases.
@@ -98,7 +99,7 @@ func (x *Exchange) end() {
 // connect gets a connection to the instance, a kept-alive one unless
 // fresh, and sends the request on it.
 func (x *Exchange) connect(fresh bool) {
-	u, err := x.c.l.upconn(x.inst, fresh)
+	u, err := x.c.l.upconn(x.inst, fresh, !x.idempotent())
 	if err != nil {
 		x.upFailed(err, true)
 		return
@@ -174,7 +175,7 @@ func (x *Exchange) readUp() {
 	u, c := x.up, x.c
 	for u.readable {
 		if x.un == len(x.ubuf) {
-			x.upFailed(errResponse("head larger than "+strconv.Itoa(upSize)+" bytes"), false)
+			x.upFailed(errLimit("head larger than "+strconv.Itoa(upSize)+" bytes"), false)
 			return
 		}
 		m, err := unix.Read(u.fd, x.ubuf[x.un:])
@@ -234,6 +235,10 @@ func (x *Exchange) gotHead() bool {
 			return false
 		}
 		// 100 Continue, 103 Early Hints: not passed on.
+		if x.informational++; x.informational > 8 {
+			x.upFailed(errResponse("more than 8 informational responses"), false)
+			return false
+		}
 		copy(x.ubuf, x.ubuf[r.headLen:x.un])
 		x.un -= r.headLen
 	}
@@ -316,8 +321,8 @@ func (x *Exchange) upEOF(err error) {
 		x.upFailed(fmt.Errorf("read response: %w", err), false)
 		return
 	}
-	if x.c.resp.framing != frameClose {
-		x.broken(err)
+	if x.c.resp.framing != frameClose || err != errUpstreamClosed {
+		x.broken(err) // a reset is not the end of the body
 		return
 	}
 	x.up.close()
@@ -365,7 +370,9 @@ func (x *Exchange) finish() {
 	c := x.c
 	if u := x.up; u != nil {
 		x.up = nil
-		if x.reusable && c.l.s.state.Load() == running {
+		// Not a connection the instance is closing, or that holds
+		// bytes nobody asked for.
+		if x.reusable && !u.rdhup && !u.readable && c.l.s.state.Load() == running {
 			u.park()
 		} else {
 			u.close()
@@ -458,6 +465,16 @@ func (x *Exchange) upFailed(err error, dial bool) {
 		return
 	}
 	p := x.t.Pool
+	var limit errLimit
+	if errors.As(err, &limit) {
+		// The instance did nothing wrong; the loop cannot pass its
+		// answer on.
+		p.Release(x.inst)
+		x.inst = nil
+		c.l.s.logger().Warn("bad gateway", "pool", p.Name(), "err", err)
+		x.answer(http.StatusBadGateway, "bad-gateway")
+		return
+	}
 	p.Fail(x.inst, events.Crash, "bad gateway: "+err.Error())
 	p.Release(x.inst)
 	x.inst = nil
@@ -467,6 +484,9 @@ func (x *Exchange) upFailed(err error, dial bool) {
 			x.retried = true
 			x.inst = inst
 			x.un, x.freshTried = 0, false
+			if x.t.Timeout > 0 {
+				c.setDeadline(x.t.Timeout) // each attempt has its own
+			}
 			x.begin()
 			x.connect(false)
 			return
@@ -609,8 +629,10 @@ type Addresser interface {
 }
 
 // upconn returns a connection to inst: the most recently used idle one
-// unless fresh, else a new one (which may still be connecting).
-func (l *loop) upconn(inst *pool.Instance, fresh bool) (*upconn, error) {
+// unless fresh, else a new one (which may still be connecting). probe is
+// for a request that cannot be retried: a kept-alive connection is first
+// checked for a close the loop has not heard of yet (one recv syscall).
+func (l *loop) upconn(inst *pool.Instance, fresh, probe bool) (*upconn, error) {
 	ic := l.insts[inst]
 	if ic == nil {
 		a, ok := inst.Endpoint().(Addresser)
@@ -630,7 +652,7 @@ func (l *loop) upconn(inst *pool.Instance, fresh bool) (*upconn, error) {
 		u := ic.idle[n-1]
 		ic.idle[n-1] = nil
 		ic.idle = ic.idle[:n-1]
-		if l.now.Sub(u.idleSince) >= keep {
+		if l.now.Sub(u.idleSince) >= keep || probe && !alive(u.fd) {
 			u.closeFD()
 			ic.open--
 			continue
@@ -668,6 +690,14 @@ func (l *loop) upconn(inst *pool.Instance, fresh bool) (*upconn, error) {
 	}
 	ic.open++
 	return u, nil
+}
+
+// alive reports whether an idle connection has neither data nor an end
+// of stream waiting.
+func alive(fd int) bool {
+	var b [1]byte
+	_, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err == unix.EAGAIN
 }
 
 func sockaddr(network, address string) (unix.Sockaddr, error) {

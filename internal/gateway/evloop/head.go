@@ -253,6 +253,12 @@ func (h *reqHead) connTokens(b []byte, l *line) bool {
 			h.closeAfter = true
 		case equalFold(tok, "keep-alive"):
 		default:
+			switch kindOf(tok) {
+			case hHost, hContentLength, hXFF, hXFHost, hXFProto:
+				// Dropping these would change the framing or what
+				// drover vouches for: h1 sorts such a request out.
+				return false
+			}
 			if h.nconn == len(h.conn) {
 				return false
 			}
@@ -350,12 +356,22 @@ type respHead struct {
 	framing  int
 	keep     bool // the instance keeps the connection open
 	hasDate  bool
-	lines    [maxLines]line
+	lines    [maxRespLines]line
 	nlines   int
 	conn     [8][2]int
 	nconn    int
 	hasCLine bool
 }
+
+// maxRespLines bounds the header lines of a response the loops pass on
+// (applications send more than clients do: Set-Cookie, CSP...).
+const maxRespLines = 128
+
+// errLimit is a response beyond what a loop passes on, which is not the
+// instance's fault: it is answered 502 without taking the instance out.
+type errLimit string
+
+func (e errLimit) Error() string { return "response beyond the front end's limits: " + string(e) }
 
 // errResponse is a response head the loop cannot pass on.
 type errResponse string
@@ -396,7 +412,7 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 	}
 	h.reason = i
 	for ; i < len(b) && b[i] != '\n'; i++ {
-		if c := b[i]; c < ' ' && c != '\t' && c != '\r' || c == 0x7f {
+		if c := b[i]; c < ' ' && c != '\t' && c != '\r' || c == 0x7f || c == '\r' && i+1 < len(b) && b[i+1] != '\n' {
 			return false, errResponse("status line")
 		}
 	}
@@ -414,12 +430,14 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 
 	h.nlines, h.nconn = 0, 0
 	h.length, h.hasDate, h.hasCLine = -1, false, false
-	te := false
-	h.keep = h.minor >= 1
+	te, closeTok, keepTok := false, false, false
 	for {
 		if i < len(b) && b[i] == '\n' {
 			i++
 			break
+		}
+		if h.nlines == len(h.lines) {
+			return false, errLimit("more than " + strconv.Itoa(maxRespLines) + " header lines")
 		}
 		n, st := parseRespLine(b, i, h)
 		if st == headMore {
@@ -451,9 +469,9 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 				tok := v[s:e]
 				switch {
 				case equalFold(tok, "close"):
-					h.keep = false
+					closeTok = true
 				case equalFold(tok, "keep-alive"):
-					h.keep = true
+					keepTok = true
 				default:
 					if h.nconn < len(h.conn) {
 						h.conn[h.nconn] = [2]int{l.val + s, l.val + e}
@@ -467,6 +485,7 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 		i += n
 	}
 	h.headLen = i
+	h.keep = !closeTok && (h.minor >= 1 || keepTok) // close wins, as in net/http
 	switch {
 	case head || code < 200 || code == 204 || code == 304:
 		h.framing = frameNone
@@ -511,6 +530,9 @@ func parseRespLine(b []byte, i int, h *respHead) (int, int) {
 	for ; i < len(b) && b[i] != '\n'; i++ {
 		c := b[i]
 		if c == '\r' {
+			if i+1 < len(b) && b[i+1] != '\n' {
+				return 0, headHandoff // a lone CR: a line break to some clients
+			}
 			continue
 		}
 		if c < ' ' && c != '\t' || c == 0x7f {
@@ -549,6 +571,10 @@ lines:
 		switch l.kind {
 		case hConnection, hTransferEncoding, hUpgrade, hTE:
 			continue
+		case hContentLength:
+			if h.framing == frameChunked {
+				continue // chunked wins (RFC 9112 section 6.3)
+			}
 		case hHop:
 			if !equalFold(b[l.name:l.nameEnd], "Trailer") {
 				continue

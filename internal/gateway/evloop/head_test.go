@@ -36,6 +36,12 @@ func TestParseRequest(t *testing.T) {
 		{"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", headHandoff},
 		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", headHandoff},
 		{"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", headHandoff},
+		// Connection must not strip what frames the request or what
+		// drover vouches for.
+		{"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 1\r\n\r\nx", headHandoff},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", headHandoff},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For\r\n\r\n", headHandoff},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Other\r\n\r\n", headOK},
 	}
 	for _, tc := range cases {
 		var h reqHead
@@ -102,6 +108,9 @@ func TestParseResponse(t *testing.T) {
 		{raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", err: true},
 		{raw: "NOT HTTP\r\n\r\n", err: true},
 		{raw: "HTTP/1.1 2x0 OK\r\n\r\n", err: true},
+		{raw: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close, keep-alive\r\n\r\n", framing: frameLength},
+		{raw: "HTTP/1.1 200 OK\r\nX: a\rSet-Cookie: b\r\n\r\n", err: true},
+		{raw: "HTTP/1.1 200 O\rK\r\n\r\n", err: true},
 	}
 	for _, tc := range cases {
 		var h respHead
@@ -119,7 +128,7 @@ func TestParseResponse(t *testing.T) {
 	}
 
 	raw := []byte("HTTP/1.1 200 Fine\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 1\r\nTrailer: X-T\r\n" +
-		"Transfer-Encoding: chunked\r\nX-App: a\r\n\r\n")
+		"Transfer-Encoding: chunked\r\nContent-Length: 9\r\nX-App: a\r\n\r\n")
 	var h respHead
 	if _, err := parseResponse(raw, false, &h); err != nil {
 		t.Fatal(err)

@@ -47,10 +47,11 @@ type loop struct {
 	conns  map[*conn]struct{}
 	insts  map[*pool.Instance]*instConns
 
-	now       time.Time
-	nextSweep time.Time // no deadline falls before this
-	date      dateCache
-	events    []unix.EpollEvent
+	now          time.Time
+	nextSweep    time.Time // no deadline falls before this
+	acceptResume time.Time // when accepting paused after an error: when it resumes
+	date         dateCache
+	events       []unix.EpollEvent
 
 	inBufs, upBufs, outBufs [][]byte // free buffers
 }
@@ -186,7 +187,8 @@ func (l *loop) end() {
 	}
 	l.insts = nil
 	unix.Close(l.ep)
-	unix.Close(l.wake)
+	// The eventfd is the Server's to close, once no one can wake the
+	// loop any more.
 }
 
 // accept takes the connections waiting on the listener.
@@ -197,9 +199,13 @@ func (l *loop) accept() {
 			switch err {
 			case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
 			default:
-				// Out of descriptors, most likely: the next
-				// connection's event tries again.
-				l.s.logger().Warn("accept failed", "err", err)
+				// Out of descriptors, most likely. The listener
+				// would wake the loop again at once: stop
+				// watching it for a moment (sweep resumes).
+				l.s.logger().Warn("accept failed; pausing", "err", err, "delay", acceptPause)
+				_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
+				l.acceptResume = l.now.Add(acceptPause)
+				l.deadline(l.acceptResume)
 			}
 			return
 		}
@@ -212,7 +218,7 @@ func (l *loop) accept() {
 			continue
 		}
 		l.conns[c] = struct{}{}
-		c.setDeadline(l.s.IdleTimeout)
+		c.setDeadline(l.s.HeaderTimeout) // for the first request, as h1
 	}
 }
 
@@ -243,9 +249,22 @@ func (l *loop) deadline(t time.Time) {
 	}
 }
 
+// acceptPause is how long a loop stops accepting after accept failed.
+const acceptPause = 100 * time.Millisecond
+
 // sweep acts on the deadlines that have passed and finds the next one.
 func (l *loop) sweep() {
 	next := l.now.Add(time.Hour)
+	if !l.acceptResume.IsZero() {
+		if l.now.Before(l.acceptResume) {
+			next = l.acceptResume
+		} else {
+			l.acceptResume = time.Time{}
+			if l.lfd >= 0 {
+				_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.lfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: idListener})
+			}
+		}
+	}
 	for c := range l.conns {
 		if c.deadline.IsZero() {
 			continue

@@ -143,14 +143,15 @@ func (s *Server) Serve(l *net.TCPListener) error {
 	for range n {
 		lp, err := newLoop(s, lfd)
 		if err != nil {
-			s.mu.Unlock()
 			s.state.Store(closing)
 			for _, lp := range s.loops {
 				lp.wakeUp()
 			}
+			s.mu.Unlock()
 			wg.Wait()
+			s.lfdRefs.Wait()
 			unix.Close(lfd)
-			close(s.done)
+			s.endLoops()
 			return err
 		}
 		s.loops = append(s.loops, lp)
@@ -162,16 +163,31 @@ func (s *Server) Serve(l *net.TCPListener) error {
 		}()
 	}
 	s.mu.Unlock()
+	lfdClosed := make(chan struct{})
 	go func() {
-		// The listening socket is closed once no loop can accept on it
-		// any more, so that its number is not reused under a loop.
+		// The listening socket is closed as soon as no loop can accept
+		// on it any more (while draining, before the loops end), and
+		// not before, so that its number is not reused under a loop.
 		s.lfdRefs.Wait()
 		unix.Close(lfd)
+		close(lfdClosed)
 	}()
 	wg.Wait()
-	s.lfdRefs.Wait()
-	close(s.done)
+	<-lfdClosed
+	s.endLoops()
 	return ErrServerClosed
+}
+
+// endLoops closes the loops' eventfds, now that they have all ended, and
+// tells Shutdown and Close.
+func (s *Server) endLoops() {
+	s.mu.Lock()
+	for _, lp := range s.loops {
+		unix.Close(lp.wake)
+	}
+	s.loops = nil
+	close(s.done)
+	s.mu.Unlock()
 }
 
 // dupListener returns a descriptor of l's socket of the loops' own.
