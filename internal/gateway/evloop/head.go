@@ -235,19 +235,9 @@ func parseLine(b []byte, i int, lines []line, n *int) (int, int) {
 
 // connTokens records the header names a Connection line lists.
 func (h *reqHead) connTokens(b []byte, l *line) bool {
-	i := l.val
-	for i < l.valEnd {
-		for i < l.valEnd && (b[i] == ' ' || b[i] == '\t' || b[i] == ',') {
-			i++
-		}
-		s := i
-		for i < l.valEnd && b[i] != ',' && b[i] != ' ' && b[i] != '\t' {
-			i++
-		}
-		if s == i {
-			continue
-		}
-		tok := b[s:i]
+	v := b[l.val:l.valEnd]
+	for s, e := range tokens(v) {
+		tok := v[s:e]
 		switch {
 		case equalFold(tok, "close"):
 			h.closeAfter = true
@@ -262,7 +252,7 @@ func (h *reqHead) connTokens(b []byte, l *line) bool {
 			if h.nconn == len(h.conn) {
 				return false
 			}
-			h.conn[h.nconn] = [2]int{s, i}
+			h.conn[h.nconn] = [2]int{l.val + s, l.val + e}
 			h.nconn++
 		}
 	}
@@ -706,19 +696,26 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-// tokens yields the comma-separated tokens of a header value as offsets.
+// tokens yields the comma-separated elements of a header value, without
+// the blanks around them, as offsets (as httpguts reads them: "close 0"
+// is one element, and not "close").
 func tokens(v []byte) func(func(int, int) bool) {
 	return func(yield func(int, int) bool) {
 		i := 0
-		for i < len(v) {
-			for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == ',') {
-				i++
-			}
+		for i <= len(v) {
 			s := i
-			for i < len(v) && v[i] != ',' && v[i] != ' ' && v[i] != '\t' {
+			for i < len(v) && v[i] != ',' {
 				i++
 			}
-			if s < i && !yield(s, i) {
+			e := i
+			i++ // past the comma
+			for s < e && (v[s] == ' ' || v[s] == '\t') {
+				s++
+			}
+			for e > s && (v[e-1] == ' ' || v[e-1] == '\t') {
+				e--
+			}
+			if s < e && !yield(s, e) {
 				return
 			}
 		}

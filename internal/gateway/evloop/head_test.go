@@ -1,6 +1,9 @@
 package evloop
 
 import (
+	"bufio"
+	"bytes"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -183,4 +186,54 @@ func TestKindOf(t *testing.T) {
 			t.Errorf("%s: kind %d, want %d", name, got, want)
 		}
 	}
+}
+
+// FuzzParseRequestAgrees: whatever head the loops accept, net/http's
+// parser accepts too and reads the same way (method, target, Host, body
+// length), so that the loop and the instance cannot disagree on where a
+// request ends.
+func FuzzParseRequestAgrees(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /p?q HTTP/1.1\r\nHost: a:1\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close, X-Y\r\nX-Y: 1\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+		"PUT /x HTTP/1.1\r\nHost: [::1]:80\r\nContent-Length: 0\r\nTE: trailers\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h reqHead
+		if parseRequest(b, &h) != headOK || int64(len(b)-h.headLen) < h.bodyLen {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("the loop accepts %q, net/http refuses it: %v", b, err)
+		}
+		hl := h.lines[h.host]
+		switch {
+		case req.Method != string(b[:h.methodEnd]):
+			t.Fatalf("%q: method %q vs %q", b, req.Method, b[:h.methodEnd])
+		case req.RequestURI != string(b[h.target:h.targetEnd]):
+			t.Fatalf("%q: target %q vs %q", b, req.RequestURI, b[h.target:h.targetEnd])
+		case req.Host != string(b[hl.val:hl.valEnd]):
+			t.Fatalf("%q: host %q vs %q", b, req.Host, b[hl.val:hl.valEnd])
+		case req.ContentLength != h.bodyLen || len(req.TransferEncoding) > 0:
+			t.Fatalf("%q: length %d %v vs %d", b, req.ContentLength, req.TransferEncoding, h.bodyLen)
+		case req.Close != h.closeAfter:
+			t.Fatalf("%q: close %v vs %v", b, req.Close, h.closeAfter)
+		}
+		// What goes upstream parses to the same request again.
+		up := h.appendUpstream(nil, b, nil, "192.0.2.1")
+		req2, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(up)))
+		if err != nil {
+			t.Fatalf("upstream request %q does not parse: %v", up, err)
+		}
+		if req2.ContentLength != h.bodyLen && !(h.bodyLen == 0 && req2.ContentLength <= 0) {
+			t.Fatalf("upstream request %q: length %d, want %d", up, req2.ContentLength, h.bodyLen)
+		}
+		if req2.Host != req.Host || req2.RequestURI != req.RequestURI {
+			t.Fatalf("upstream request %q: host %q uri %q", up, req2.Host, req2.RequestURI)
+		}
+	})
 }
