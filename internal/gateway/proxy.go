@@ -62,7 +62,7 @@ func NewProxy(p *pool.Pool, logger *slog.Logger, obs Observer) *Proxy {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Kind == "http" {
-		px.loop = &evloop.Target{Pool: p, Timeout: px.timeout, Hooks: (*loopHooks)(px)}
+		px.loop = &evloop.Target{Pool: p, Timeout: px.timeout, Hooks: (*loopHooks)(px), ResetOnStop: px.reset}
 	}
 	px.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
@@ -129,7 +129,7 @@ func (h *loopHooks) End(x *evloop.Exchange) {
 	if x.Status() == 0 || h.observer == nil {
 		return // retried, or handed to the h1 path, which reports it
 	}
-	h.observer.ObserveRequest(h.pool.Name(), x.Status(), x.Now().Sub(e.start), 0)
+	h.observer.ObserveRequest(h.pool.Name(), x.Status(), x.Now().Sub(e.start), x.Waited())
 }
 
 // requestContext is the context of a request the proxy forwards: it

@@ -184,10 +184,6 @@ func (c *conn) next() int {
 	if t == nil {
 		return headHandoff
 	}
-	inst := t.Pool.TryAcquire()
-	if inst == nil {
-		return headHandoff // the h1 path queues it
-	}
 	var newPath []byte
 	if strip = strings.TrimSuffix(strip, "/"); strip != "" {
 		newPath = b[h.target+len(strip) : h.pathEnd]
@@ -199,7 +195,7 @@ func (c *conn) next() int {
 		c.closeAfter = true
 	}
 	c.deadline = time.Time{}
-	startExchange(c, t, inst, newPath)
+	startExchange(c, t, newPath)
 	return headOK
 }
 

@@ -415,8 +415,9 @@ func TestResponseFramings(t *testing.T) {
 }
 
 // TestBadGateway: an instance that dies mid-request gives 502 to a POST
-// (not retried) and is replaced; a GET is retried, here by the h1 path
-// since the only instance is gone. A response that is not HTTP is a 502.
+// (not retried) and is replaced; a GET is retried once, on the instance
+// that replaces it (waiting for it in the loop), and gets 502 when that
+// one dies too. A response that is not HTTP is a 502.
 func TestBadGateway(t *testing.T) {
 	h := start(t, options{})
 	first := h.pool.PIDs("ready")[0]
@@ -429,14 +430,22 @@ func TestBadGateway(t *testing.T) {
 		p := h.pool.PIDs("ready")
 		return len(p) == 1 && p[0] != first
 	})
+	second := h.pool.PIDs("ready")[0]
 	c = h.dial()
 	resp, body := c.do(get("/crash"), "GET")
-	if resp.Header.Get("X-Served-By") != "h1" {
-		t.Fatalf("GET /crash was not handed to h1 for its retry: %d %q", resp.StatusCode, body)
+	if resp.StatusCode != 502 || resp.Header.Get("X-Served-By") != "" {
+		t.Fatalf("GET /crash: %d %q from %q, want the loop's 502", resp.StatusCode, body, resp.Header.Get("X-Served-By"))
 	}
-	drovertest.Eventually(t, 10*time.Second, "a third instance", func() bool { return len(h.pool.PIDs("ready")) == 1 })
+	// The first attempt was abandoned (status 0) for the retry.
+	if e := h.ended(); len(e) < 3 || e[len(e)-2] != 0 || e[len(e)-1] != 502 {
+		t.Fatalf("exchanges ended %v, want ..., 0, 502", e)
+	}
+	drovertest.Eventually(t, 10*time.Second, "another instance", func() bool {
+		p := h.pool.PIDs("ready")
+		return len(p) == 1 && p[0] != second
+	})
 	c = h.dial()
-	if resp, _ := c.do(get("/garbage"), "GET"); resp.Header.Get("X-Served-By") != "h1" && resp.StatusCode != 502 {
+	if resp, _ := c.do(get("/garbage"), "GET"); resp.StatusCode != 502 {
 		t.Fatalf("garbage: %d", resp.StatusCode)
 	}
 }
@@ -487,22 +496,74 @@ func TestClientGoneFreesSlot(t *testing.T) {
 	}
 }
 
-// TestBusyPoolHandsOff: a request that finds no free slot goes to the h1
-// path, which queues it.
-func TestBusyPoolHandsOff(t *testing.T) {
-	h := start(t, options{conc: 1})
-	c := h.dial()
-	c.send(get("/sleep?d=500ms"))
+// TestBusyPoolQueues: a request that finds no free slot waits in the
+// pool's FIFO queue from the loop and is served when the slot frees; past
+// queue_length the answer is 503 queue-full at once, and past max_wait
+// 503 wait-timeout; a client that gives up while queued frees its place.
+func TestBusyPoolQueues(t *testing.T) {
+	h := start(t, options{conc: 1, pool: "queue_length = 1\nmax_wait = \"400ms\"\n"})
+	busy := h.dial()
+	busy.send(get("/sleep?d=300ms"))
 	drovertest.Eventually(t, 5*time.Second, "the slot is taken", func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return h.begun == 1
 	})
-	c2 := h.dial()
-	if resp, _ := c2.do(get("/hello"), "GET"); resp.Header.Get("X-Served-By") != "h1" {
-		t.Fatal("a request with no free slot was not handed over")
+	queued := h.dial()
+	queued.send(get("/hello"))
+	drovertest.Eventually(t, 5*time.Second, "the second request is queued", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.begun == 2
+	})
+	full := h.dial()
+	resp, _ := full.do(get("/hello"), "GET")
+	if resp.StatusCode != 503 || resp.Header.Get("Drover-Error") != "queue-full" || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("third request: %d %q", resp.StatusCode, resp.Header.Get("Drover-Error"))
 	}
-	if _, body := c.read("GET"); !strings.HasSuffix(body, "\n") {
+	if resp, body := queued.read("GET"); body != "hello\n" || resp.Header.Get("X-Served-By") != "" {
+		t.Fatalf("queued request: %q from %q, want the loop's answer", body, resp.Header.Get("X-Served-By"))
+	}
+	if _, body := busy.read("GET"); !strings.HasSuffix(body, "\n") {
+		t.Fatalf("slow request: %q", body)
+	}
+
+	mark := t.TempDir() + "/reached"
+	busy.send(get("/sleep?d=2s&mark=" + mark))
+	drovertest.Eventually(t, 5*time.Second, "the slot is taken again", func() bool {
+		_, err := os.Stat(mark)
+		return err == nil
+	})
+	began := time.Now()
+	resp, _ = queued.do(get("/hello"), "GET")
+	if resp.StatusCode != 503 || resp.Header.Get("Drover-Error") != "wait-timeout" {
+		t.Fatalf("waiting past max_wait: %d %q", resp.StatusCode, resp.Header.Get("Drover-Error"))
+	}
+	if d := time.Since(began); d < 350*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("wait-timeout after %v, want about 400ms", d)
+	}
+	h.mu.Lock()
+	begun := h.begun
+	h.mu.Unlock()
+	gone := h.dial()
+	gone.send(get("/hello"))
+	drovertest.Eventually(t, 5*time.Second, "the request is queued", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.begun == begun+1
+	})
+	gone.c.Close()
+	drovertest.Eventually(t, 5*time.Second, "the queued request ended with 499", func() bool {
+		e := h.ended()
+		return e[len(e)-1] == 499
+	})
+	// Its place is free: queue_length 1 admits the next one, which waits
+	// (and times out) rather than being refused at once.
+	next := h.dial()
+	if resp, _ := next.do(get("/hello"), "GET"); resp.Header.Get("Drover-Error") != "wait-timeout" {
+		t.Fatalf("request after the one that left: %d %q", resp.StatusCode, resp.Header.Get("Drover-Error"))
+	}
+	if _, body := busy.read("GET"); !strings.HasSuffix(body, "\n") {
 		t.Fatalf("slow request: %q", body)
 	}
 }

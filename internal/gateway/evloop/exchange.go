@@ -1,6 +1,7 @@
 package evloop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,7 +47,12 @@ type Exchange struct {
 	freshTried    bool  // a reused upstream connection failed; a new one was tried
 	retried       bool  // the retry rule was used
 	informational int   // 1xx heads skipped
-	begun         bool  // Hooks.Begin was called and End not yet
+
+	waitID     uint64             // of the current wait for a slot
+	cancelWait context.CancelFunc // set while waiting
+	waitStart  time.Time
+	waited     time.Duration // in the pool's queue
+	begun      bool          // Hooks.Begin was called and End not yet
 }
 
 // Exchange phases.
@@ -60,22 +66,101 @@ const (
 
 var errUpstreamClosed = errors.New("instance closed the connection")
 
-// startExchange serves the request at the start of c's buffer on inst.
-func startExchange(c *conn, t *Target, inst *pool.Instance, path []byte) {
+// startExchange serves the request at the start of c's buffer: on an
+// instance with a free slot now, or after waiting in the pool's queue.
+func startExchange(c *conn, t *Target, path []byte) {
 	l := c.l
 	c.x = &c.xs
 	x := c.x
-	*x = Exchange{c: c, t: t, inst: inst, start: l.now, reqLen: c.head.headLen + int(c.head.bodyLen)}
+	*x = Exchange{c: c, t: t, start: l.now, reqLen: c.head.headLen + int(c.head.bodyLen)}
 	x.out = l.getBuf(&l.outBufs, outSize)
 	x.req = c.head.appendUpstream(x.out[:0], c.in[:c.n], path, c.ip)
-	if t.Timeout > 0 {
-		c.setDeadline(t.Timeout)
-	}
 	if c.rdhup {
 		c.hangup() // the client's FIN came with this request or before
 	}
+	if x.inst = t.Pool.TryAcquire(); x.inst != nil {
+		x.begin() // after the slot: the registry shows the pid
+		x.use(x.inst)
+		return
+	}
 	x.begin()
+	x.wait()
+}
+
+// use starts the exchange on inst, whose slot it holds.
+func (x *Exchange) use(inst *pool.Instance) {
+	x.inst = inst
+	x.un, x.freshTried = 0, false
+	if x.t.Timeout > 0 {
+		x.c.setDeadline(x.t.Timeout) // from the slot on, as on the h1 path
+	}
 	x.connect(false)
+}
+
+// wait queues the exchange for a slot. The pool's queue is FIFO and
+// blocking, so a goroutine of the loop's waits in it and posts the
+// outcome to the loop (see loop.delivered); the loop cancels the wait if
+// the client goes first.
+func (x *Exchange) wait() {
+	l := x.c.l
+	l.waitSeq++
+	x.waitID = l.waitSeq
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancelWait = cancel
+	x.waitStart = l.now
+	p, id := x.t.Pool, x.waitID
+	l.waiters.Add(1)
+	go func() {
+		defer l.waiters.Done()
+		inst, err := p.Acquire(ctx)
+		l.post(waitResult{x: x, id: id, inst: inst, err: err})
+	}()
+}
+
+// waitResult is what a wait for a slot came to.
+type waitResult struct {
+	x    *Exchange
+	id   uint64
+	inst *pool.Instance
+	err  error
+}
+
+// delivered continues the exchange whose wait ended with r; a wait its
+// exchange gave up on (the client went away) hands the slot back.
+func (l *loop) delivered(r waitResult) {
+	x := r.x
+	if x.waitID != r.id || x.cancelWait == nil || x.c.x != x {
+		if r.inst != nil {
+			r.x.t.Pool.Release(r.inst)
+		}
+		return
+	}
+	x.cancelWait()
+	x.cancelWait = nil
+	x.waited = l.now.Sub(x.waitStart)
+	if r.err == nil {
+		// The registry shows the instance from now on.
+		x.end()
+		x.begin()
+		x.use(r.inst)
+		return
+	}
+	switch {
+	case errors.Is(r.err, pool.ErrQueueFull):
+		x.answer(http.StatusServiceUnavailable, "queue-full", 1)
+	case errors.Is(r.err, pool.ErrWaitTimeout):
+		x.answer(http.StatusServiceUnavailable, "wait-timeout", 1)
+	case errors.Is(r.err, pool.ErrStopped) && x.t.ResetOnStop:
+		// on_stopped = "reset": an RST, so a TCP balancer fails over.
+		_ = unix.SetsockoptLinger(x.c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		x.status = 499
+		x.c.gone()
+	case errors.Is(r.err, pool.ErrStopped):
+		x.answer(http.StatusServiceUnavailable, "pool-stopped", 0)
+	default:
+		l.s.logger().Warn("bad gateway", "pool", x.t.Pool.Name(), "err", r.err)
+		x.answer(http.StatusBadGateway, "bad-gateway", 0)
+	}
 }
 
 func (x *Exchange) begin() {
@@ -399,6 +484,10 @@ func (x *Exchange) release() {
 // closing. The connection is closed by the caller.
 func (x *Exchange) clientGone() {
 	c := x.c
+	if x.cancelWait != nil {
+		x.cancelWait() // the waiting goroutine's slot, if any, comes back to delivered
+		x.cancelWait = nil
+	}
 	if x.up != nil {
 		x.up.close()
 		x.up = nil
@@ -407,7 +496,7 @@ func (x *Exchange) clientGone() {
 		x.t.Pool.Release(x.inst)
 		x.inst = nil
 	}
-	if !x.wrote {
+	if !x.wrote && x.status == 0 {
 		x.status = 499 // what nginx logs for a client that went away
 	}
 	x.end()
@@ -441,7 +530,7 @@ func (x *Exchange) timeout() {
 		x.c.gone()
 		return
 	}
-	x.answer(http.StatusGatewayTimeout, "request-timeout")
+	x.answer(http.StatusGatewayTimeout, "request-timeout", 0)
 }
 
 // upFailed handles an instance that broke the exchange before the client
@@ -472,33 +561,27 @@ func (x *Exchange) upFailed(err error, dial bool) {
 		p.Release(x.inst)
 		x.inst = nil
 		c.l.s.logger().Warn("bad gateway", "pool", p.Name(), "err", err)
-		x.answer(http.StatusBadGateway, "bad-gateway")
+		x.answer(http.StatusBadGateway, "bad-gateway", 0)
 		return
 	}
 	p.Fail(x.inst, events.Crash, "bad gateway: "+err.Error())
 	p.Release(x.inst)
 	x.inst = nil
 	if !x.retried && (dial || idempotent && c.head.bodyLen == 0) {
+		x.retried = true
 		x.end() // status 0: not finished
-		if inst := p.TryAcquire(); inst != nil {
-			x.retried = true
-			x.inst = inst
-			x.un, x.freshTried = 0, false
-			if x.t.Timeout > 0 {
-				c.setDeadline(x.t.Timeout) // each attempt has its own
-			}
+		c.deadline = time.Time{}
+		if x.inst = p.TryAcquire(); x.inst != nil {
 			x.begin()
-			x.connect(false)
+			x.use(x.inst) // each attempt has its own request_timeout
 			return
 		}
-		// No free slot now: the h1 path queues for one.
-		x.release()
-		c.x = nil
-		c.handoff()
+		x.begin()
+		x.wait()
 		return
 	}
 	c.l.s.logger().Warn("bad gateway", "pool", p.Name(), "err", err)
-	x.answer(http.StatusBadGateway, "bad-gateway")
+	x.answer(http.StatusBadGateway, "bad-gateway", 0)
 }
 
 func (x *Exchange) idempotent() bool {
@@ -510,7 +593,7 @@ func (x *Exchange) idempotent() bool {
 }
 
 // answer sends one of drover's own small answers (as gateway.answer).
-func (x *Exchange) answer(status int, reason string) {
+func (x *Exchange) answer(status int, reason string, retryAfter int) {
 	c := x.c
 	body := strconv.Itoa(status) + " " + http.StatusText(status) + ": " + reason + "\n"
 	b := x.out[:0]
@@ -522,6 +605,10 @@ func (x *Exchange) answer(status int, reason string) {
 	b = append(b, reason...)
 	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
 	b = append(b, c.l.date.get(c.l.now)...)
+	if retryAfter > 0 {
+		b = append(b, "\r\nRetry-After: "...)
+		b = strconv.AppendInt(b, int64(retryAfter), 10)
+	}
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	if c.closeAfter || c.l.s.state.Load() != running {
@@ -570,6 +657,9 @@ func (x *Exchange) Now() time.Time { return x.c.l.now }
 // Status returns the answer's status: 0 for an exchange abandoned for a
 // retry or the h1 path, 499 for a client that went away first.
 func (x *Exchange) Status() int { return x.status }
+
+// Waited returns how long the exchange waited in the pool's queue.
+func (x *Exchange) Waited() time.Duration { return x.waited }
 
 // BodyBytes returns how many body bytes the client was sent.
 func (x *Exchange) BodyBytes() int64 { return x.bytes }

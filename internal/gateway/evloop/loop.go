@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +55,32 @@ type loop struct {
 	events       []unix.EpollEvent
 
 	inBufs, upBufs, outBufs [][]byte // free buffers
+
+	// Waits for a slot: each has a goroutine (counted in waiters) that
+	// posts its outcome to mailbox and wakes the loop.
+	waitSeq uint64
+	waiters sync.WaitGroup
+	mailMu  sync.Mutex
+	mailbox []waitResult
+}
+
+// post hands the outcome of a wait to the loop. Any goroutine.
+func (l *loop) post(r waitResult) {
+	l.mailMu.Lock()
+	l.mailbox = append(l.mailbox, r)
+	l.mailMu.Unlock()
+	l.wakeUp()
+}
+
+// readMail delivers the outcomes of waits.
+func (l *loop) readMail() {
+	l.mailMu.Lock()
+	mail := l.mailbox
+	l.mailbox = nil
+	l.mailMu.Unlock()
+	for _, r := range mail {
+		l.delivered(r)
+	}
 }
 
 // owner is a connection's side of the loop: a client or an upstream.
@@ -129,6 +156,7 @@ func (l *loop) run() {
 			case idWake:
 				var b [8]byte
 				_, _ = unix.Read(l.wake, b[:])
+				l.readMail()
 			default:
 				if o := l.owners[ev.Fd]; o != nil {
 					o.event(ev.Events)
@@ -178,8 +206,12 @@ func (l *loop) end() {
 		l.s.lfdRefs.Done()
 	}
 	for c := range l.conns {
-		c.close()
+		c.close() // cancels waits
 	}
+	// The waiting goroutines end promptly once canceled; a slot one got
+	// meanwhile goes back.
+	l.waiters.Wait()
+	l.readMail()
 	for _, ic := range l.insts {
 		for _, u := range ic.idle {
 			u.closeFD()

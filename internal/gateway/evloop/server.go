@@ -11,8 +11,9 @@
 // The loops serve one shape of exchange, which is nearly all of the
 // traffic of a pool of HTTP workers: an HTTP/1.1 request whose head and
 // body (Content-Length, at most one buffer) have arrived, routed to a
-// pool of kind "http" that has a free slot now. For those the loop
-// reserves the slot (pool.TryAcquire), writes the request, with its
+// pool of kind "http". For those the loop reserves a slot
+// (pool.TryAcquire, or, when none is free, a wait in the pool's FIFO
+// queue on a goroutine that posts the outcome back), writes the request, with its
 // hop-by-hop headers removed and X-Forwarded-* set, on a keep-alive
 // connection to the instance that the loop owns, and passes the response
 // back as it comes, holding the slot until the last byte. request_timeout
@@ -24,9 +25,7 @@
 // Server.Handoff to the h1 server, where it stays for the rest of the
 // connection's life: other protocol versions and h2c, Upgrade, Expect,
 // chunked or large bodies, a head larger than a buffer, anything
-// malformed (h1 answers it), static routes and drover's own endpoints,
-// and requests that would have to wait for a slot, since waiting in a
-// pool's FIFO queue is the h1 path's business.
+// malformed (h1 answers it), static routes and drover's own endpoints.
 //
 // Ownership: each connection, upstream connection and buffer belongs to
 // one loop and is touched only by its goroutine, so none has a lock. The
@@ -58,6 +57,9 @@ type Target struct {
 	Timeout time.Duration
 	// Hooks, when set, are told about each exchange.
 	Hooks Hooks
+	// ResetOnStop answers a request for a stopped pool with a TCP reset
+	// rather than 503 (on_stopped = "reset").
+	ResetOnStop bool
 }
 
 // Hooks follow the exchanges of a Target (the gateway keeps its registry
