@@ -25,6 +25,7 @@ type conn struct {
 	rdhup      bool // EPOLLRDHUP came: read on until the end of the stream
 	peerClosed bool // a read found the end of the stream: no more requests
 	closeAfter bool // close once the current request is answered
+	served     bool // a request was answered: the idle timeout applies
 	headStart  time.Time
 	deadline   time.Time // idle, head or request timeout; zero: none
 
@@ -53,7 +54,12 @@ func (c *conn) event(ev uint32) {
 	}
 	if ev&unix.EPOLLRDHUP != 0 {
 		c.rdhup, c.readable = true, true
-		if c.x != nil && c.hangup() {
+		// (Edge triggered, EPOLLRDHUP comes again with every later
+		// edge: an answer being written is not cut for it.)
+		if c.x != nil && c.x.phase != xAnswer && c.x.inst != nil && c.hangup() {
+			return
+		}
+		if c.x != nil && c.x.cancelWait != nil && c.hangup() {
 			return
 		}
 	}
@@ -66,7 +72,7 @@ func (c *conn) event(ev uint32) {
 // down its side, or closed) is still served: as h1's WatchAfter, so a
 // client that half-closes after its request (printf ... | nc -N) gets a
 // quick answer, and one that hung up frees its slot within moments.
-const hangupGrace = 10 * time.Millisecond
+var hangupGrace = 10 * time.Millisecond // a variable for tests
 
 // hangup acts on the client's FIN while a request is out: it abandons the
 // exchange once the grace is over (reporting true), or sets the deadline
@@ -133,7 +139,11 @@ func (c *conn) serve() {
 			}
 			c.l.putBuf(&c.l.inBufs, c.in)
 			c.in = nil
-			c.setDeadline(c.l.s.IdleTimeout)
+			if c.served {
+				// (Before the first request, accept's header
+				// timeout stands.)
+				c.setDeadline(c.l.s.IdleTimeout)
+			}
 			return
 		}
 		switch c.next() {
@@ -203,6 +213,7 @@ func (c *conn) next() int {
 // the request's bytes are dropped and the next one, if any, served.
 func (c *conn) done(reqLen int) {
 	c.x = nil
+	c.served = true
 	if c.closeAfter || c.l.s.state.Load() != running {
 		c.close()
 		return

@@ -75,9 +75,6 @@ func startExchange(c *conn, t *Target, path []byte) {
 	*x = Exchange{c: c, t: t, start: l.now, reqLen: c.head.headLen + int(c.head.bodyLen)}
 	x.out = l.getBuf(&l.outBufs, outSize)
 	x.req = c.head.appendUpstream(x.out[:0], c.in[:c.n], path, c.ip)
-	if c.rdhup {
-		c.hangup() // the client's FIN came with this request or before
-	}
 	if x.inst = t.Pool.TryAcquire(); x.inst != nil {
 		x.begin() // after the slot: the registry shows the pid
 		x.use(x.inst)
@@ -94,6 +91,9 @@ func (x *Exchange) use(inst *pool.Instance) {
 	if x.t.Timeout > 0 {
 		x.c.setDeadline(x.t.Timeout) // from the slot on, as on the h1 path
 	}
+	if x.c.rdhup && x.c.hangup() {
+		return // the client's FIN came with the request or before, long enough ago
+	}
 	x.connect(false)
 }
 
@@ -103,6 +103,9 @@ func (x *Exchange) use(inst *pool.Instance) {
 // the client goes first.
 func (x *Exchange) wait() {
 	l := x.c.l
+	if x.c.rdhup && x.c.hangup() {
+		return
+	}
 	l.waitSeq++
 	x.waitID = l.waitSeq
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,7 +140,7 @@ func (l *loop) delivered(r waitResult) {
 	}
 	x.cancelWait()
 	x.cancelWait = nil
-	x.waited = l.now.Sub(x.waitStart)
+	x.waited += l.now.Sub(x.waitStart)
 	if r.err == nil {
 		// The registry shows the instance from now on.
 		x.end()
@@ -186,7 +189,8 @@ func (x *Exchange) end() {
 func (x *Exchange) connect(fresh bool) {
 	u, err := x.c.l.upconn(x.inst, fresh, !x.idempotent())
 	if err != nil {
-		x.upFailed(err, true)
+		var local errLocal
+		x.upFailed(err, !errors.As(err, &local))
 		return
 	}
 	x.up, u.x = u, x
@@ -433,6 +437,9 @@ func (x *Exchange) flushed() bool {
 		}
 		x.pend = x.pend[n:]
 		if len(x.pend) > 0 {
+			if x.bodyDone && x.inst != nil {
+				x.letGo()
+			}
 			return false // EPOLLOUT continues
 		}
 	}
@@ -443,15 +450,10 @@ func (x *Exchange) flushed() bool {
 	return true
 }
 
-// flush continues after the client became writable.
-func (x *Exchange) flush() {
-	if x.flushed() && x.up != nil {
-		x.readUp()
-	}
-}
-
-// finish ends a complete exchange and lets the connection go on.
-func (x *Exchange) finish() {
+// letGo gives back the instance's slot and connection once it has sent
+// all of its answer, while a slow client still takes the rest: its slot
+// is not the client's to hold, nor is request_timeout.
+func (x *Exchange) letGo() {
 	c := x.c
 	if u := x.up; u != nil {
 		x.up = nil
@@ -466,6 +468,22 @@ func (x *Exchange) finish() {
 	if x.inst != nil {
 		x.t.Pool.Release(x.inst)
 		x.inst = nil
+	}
+	c.setDeadline(answerTimeout)
+}
+
+// flush continues after the client became writable.
+func (x *Exchange) flush() {
+	if x.flushed() && x.up != nil {
+		x.readUp()
+	}
+}
+
+// finish ends a complete exchange and lets the connection go on.
+func (x *Exchange) finish() {
+	c := x.c
+	if x.inst != nil || x.up != nil {
+		x.letGo()
 	}
 	x.end()
 	x.release()
@@ -555,9 +573,10 @@ func (x *Exchange) upFailed(err error, dial bool) {
 	}
 	p := x.t.Pool
 	var limit errLimit
-	if errors.As(err, &limit) {
-		// The instance did nothing wrong; the loop cannot pass its
-		// answer on.
+	var local errLocal
+	if errors.As(err, &limit) || errors.As(err, &local) {
+		// The instance did nothing wrong: the loop cannot pass its
+		// answer on, or could not reach it for a reason of its own.
 		p.Release(x.inst)
 		x.inst = nil
 		c.l.s.logger().Warn("bad gateway", "pool", p.Name(), "err", err)
@@ -592,6 +611,9 @@ func (x *Exchange) idempotent() bool {
 	return false
 }
 
+// answerTimeout bounds the writing of drover's own answers.
+const answerTimeout = 30 * time.Second
+
 // answer sends one of drover's own small answers (as gateway.answer).
 func (x *Exchange) answer(status int, reason string, retryAfter int) {
 	c := x.c
@@ -619,7 +641,9 @@ func (x *Exchange) answer(status int, reason string, retryAfter int) {
 	x.out, x.pend = b, b
 	x.status, x.bytes = status, int64(len(body))
 	x.phase, x.wrote, x.bodyDone = xAnswer, true, true
-	c.deadline = time.Time{}
+	// A client that does not read its answer does not keep the
+	// connection (nor Shutdown) waiting for ever.
+	c.setDeadline(answerTimeout)
 	x.flushed()
 }
 
@@ -727,11 +751,11 @@ func (l *loop) upconn(inst *pool.Instance, fresh, probe bool) (*upconn, error) {
 	if ic == nil {
 		a, ok := inst.Endpoint().(Addresser)
 		if !ok {
-			return nil, errors.New("instance has no address")
+			return nil, errLocal{errors.New("instance has no address")}
 		}
 		sa, err := sockaddr(a.Addr())
 		if err != nil {
-			return nil, err
+			return nil, errLocal{err}
 		}
 		ic = &instConns{sa: sa}
 		l.insts[inst] = ic
@@ -759,7 +783,7 @@ func (l *loop) upconn(inst *pool.Instance, fresh, probe bool) (*upconn, error) {
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("dial: socket: %w", err)
+		return nil, errLocal{fmt.Errorf("dial: socket: %w", err)}
 	}
 	u := &upconn{l: l, fd: fd, inst: inst, ic: ic}
 	switch err := unix.Connect(fd, ic.sa); err {
@@ -767,6 +791,11 @@ func (l *loop) upconn(inst *pool.Instance, fresh, probe bool) (*upconn, error) {
 		u.writable = true
 	case unix.EINPROGRESS:
 		u.connecting = true
+	case unix.EAGAIN:
+		// A unix socket whose listen backlog is full: the instance is
+		// busy, not broken.
+		unix.Close(fd)
+		return nil, errLocal{errors.New("dial: the instance's listen backlog is full")}
 	default:
 		unix.Close(fd)
 		return nil, fmt.Errorf("dial: %w", err)
@@ -776,11 +805,19 @@ func (l *loop) upconn(inst *pool.Instance, fresh, probe bool) (*upconn, error) {
 	}
 	if u.id = l.register(fd, u); u.id == 0 {
 		unix.Close(fd)
-		return nil, errors.New("dial: epoll_ctl failed")
+		return nil, errLocal{errors.New("dial: epoll_ctl failed")}
 	}
 	ic.open++
 	return u, nil
 }
+
+// errLocal is a failure to reach an instance that is not the instance's
+// doing (out of descriptors, a full listen backlog): 502 without taking
+// the instance out.
+type errLocal struct{ err error }
+
+func (e errLocal) Error() string { return "front end: " + e.err.Error() }
+func (e errLocal) Unwrap() error { return e.err }
 
 // alive reports whether an idle connection has neither data nor an end
 // of stream waiting.

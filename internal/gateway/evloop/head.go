@@ -463,6 +463,12 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 				case equalFold(tok, "keep-alive"):
 					keepTok = true
 				default:
+					switch kindOf(tok) {
+					case hContentLength, hTransferEncoding:
+						// Dropped, they would leave the body
+						// unframed.
+						return false, errResponse("Connection names " + string(tok))
+					}
 					if h.nconn < len(h.conn) {
 						h.conn[h.nconn] = [2]int{l.val + s, l.val + e}
 						h.nconn++

@@ -114,6 +114,7 @@ func TestParseResponse(t *testing.T) {
 		{raw: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close, keep-alive\r\n\r\n", framing: frameLength},
 		{raw: "HTTP/1.1 200 OK\r\nX: a\rSet-Cookie: b\r\n\r\n", err: true},
 		{raw: "HTTP/1.1 200 O\rK\r\n\r\n", err: true},
+		{raw: "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 1\r\n\r\n", err: true},
 	}
 	for _, tc := range cases {
 		var h respHead
