@@ -135,7 +135,7 @@ func parseRequest(b []byte, h *reqHead) int {
 	h.nlines, h.nconn = 0, 0
 	h.bodyLen, h.hasCL, h.closeAfter, h.teTrailers = 0, false, false, false
 	for {
-		n, st := parseLine(b, i, h.lines[:], &h.nlines)
+		n, st := parseLine(b, i, h.lines[:], &h.nlines, false)
 		if st != headOK {
 			return st
 		}
@@ -183,8 +183,9 @@ func parseRequest(b []byte, h *reqHead) int {
 }
 
 // parseLine parses the header line at b[i:] into lines[*n] and returns its
-// length with CRLF; 0 for the empty line that ends the head.
-func parseLine(b []byte, i int, lines []line, n *int) (int, int) {
+// length with its line end; 0 for the empty line that ends the head. Lines
+// end in CRLF, or, when bareLF (an instance's response), in LF alone.
+func parseLine(b []byte, i int, lines []line, n *int, bareLF bool) (int, int) {
 	start := i
 	if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
 		return 0, headOK
@@ -211,7 +212,17 @@ func parseLine(b []byte, i int, lines []line, n *int) (int, int) {
 	end := i
 	for ; i < len(b); i++ {
 		c := b[i]
+		if c == '\n' && bareLF {
+			break
+		}
 		if c == '\r' {
+			if i+1 == len(b) {
+				return 0, headMore
+			}
+			if b[i+1] != '\n' {
+				return 0, headHandoff // a lone CR: a line break to some clients
+			}
+			i++
 			break
 		}
 		if c < ' ' && c != '\t' || c == 0x7f {
@@ -221,16 +232,13 @@ func parseLine(b []byte, i int, lines []line, n *int) (int, int) {
 			end = i + 1
 		}
 	}
-	if i+1 >= len(b) {
+	if i == len(b) {
 		return 0, headMore
-	}
-	if b[i+1] != '\n' {
-		return 0, headHandoff
 	}
 	l.valEnd = end
 	l.kind = kindOf(b[l.name:l.nameEnd])
 	*n++
-	return i + 2 - start, headOK
+	return i + 1 - start, headOK
 }
 
 // connTokens records the header names a Connection line lists.
@@ -397,8 +405,12 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 	}
 	h.status = code
 	i := 12
-	if b[i] == ' ' {
+	switch b[i] {
+	case ' ':
 		i++
+	case '\r', '\n':
+	default:
+		return false, errResponse("status code")
 	}
 	h.reason = i
 	for ; i < len(b) && b[i] != '\n'; i++ {
@@ -429,7 +441,7 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 		if h.nlines == len(h.lines) {
 			return false, errLimit("more than " + strconv.Itoa(maxRespLines) + " header lines")
 		}
-		n, st := parseRespLine(b, i, h)
+		n, st := parseLine(b, i, h.lines[:], &h.nlines, true)
 		if st == headMore {
 			return true, nil
 		}
@@ -450,6 +462,11 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 			}
 			h.length, h.hasCLine = cl, true
 		case hTransferEncoding:
+			if h.minor == 0 {
+				// Faulty framing (RFC 9112 section 6.1), read
+				// differently by different parsers.
+				return false, errResponse("Transfer-Encoding in an HTTP/1.0 response")
+			}
 			te = true
 			if !equalFold(v, "chunked") {
 				return false, errResponse("Transfer-Encoding " + strconv.Quote(string(v)))
@@ -494,57 +511,6 @@ func parseResponse(b []byte, head bool, h *respHead) (more bool, err error) {
 		h.keep = false
 	}
 	return false, nil
-}
-
-// parseRespLine is parseLine for a response, which may end its lines with
-// a bare LF.
-func parseRespLine(b []byte, i int, h *respHead) (int, int) {
-	start := i
-	if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
-		return 0, headOK
-	}
-	if h.nlines == len(h.lines) {
-		return 0, headHandoff
-	}
-	for i < len(b) && isToken(b[i]) {
-		i++
-	}
-	if i == len(b) {
-		return 0, headMore
-	}
-	if i == start || b[i] != ':' {
-		return 0, headHandoff
-	}
-	l := &h.lines[h.nlines]
-	l.name, l.nameEnd = start, i
-	i++
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-		i++
-	}
-	l.val = i
-	end := i
-	for ; i < len(b) && b[i] != '\n'; i++ {
-		c := b[i]
-		if c == '\r' {
-			if i+1 < len(b) && b[i+1] != '\n' {
-				return 0, headHandoff // a lone CR: a line break to some clients
-			}
-			continue
-		}
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, headHandoff
-		}
-		if c != ' ' && c != '\t' {
-			end = i + 1
-		}
-	}
-	if i == len(b) {
-		return 0, headMore
-	}
-	l.valEnd = end
-	l.kind = kindOf(b[l.name:l.nameEnd])
-	h.nlines++
-	return i + 1 - start, headOK
 }
 
 // appendClient appends the head to send to the client: the status line
@@ -601,21 +567,25 @@ lines:
 }
 
 // chunkScanner follows a chunked body passed through as it is, to find
-// where it ends.
+// where it ends. It wants CRLF line ends throughout, as net/http's
+// reader does.
 type chunkScanner struct {
 	state  int
 	remain int64 // of the current chunk's data
 	digits int
 	blank  bool // the trailer line being read is empty so far
+	colon  bool // and has had its colon
 }
 
 const (
-	chSize    = iota // in the chunk-size digits
-	chExt            // after the digits, up to LF
-	chData           // in the data
-	chDataCR         // the CR after the data
-	chDataLF         // the LF after the data
-	chTrailer        // in a trailer line (or the final empty one)
+	chSize      = iota // in the chunk-size digits
+	chExt              // after the digits, up to CR
+	chSizeLF           // the LF of the size line
+	chData             // in the data
+	chDataCR           // the CR after the data
+	chDataLF           // the LF after the data
+	chTrailer          // in a trailer line (or the final empty one)
+	chTrailerLF        // the LF of a trailer line
 	chDone
 )
 
@@ -632,16 +602,29 @@ func (s *chunkScanner) scan(p []byte) (int, bool, error) {
 					return 0, false, errResponse("chunk size")
 				}
 				s.remain = s.remain<<4 | int64(unhex(c))
-			case s.digits > 0 && (c == ';' || c == ' ' || c == '\t' || c == '\r'):
+			case s.digits > 0 && (c == ';' || c == ' ' || c == '\t'):
 				s.state = chExt
-			case s.digits > 0 && c == '\n':
-				s.endSize()
+			case s.digits > 0 && c == '\r':
+				s.state = chSizeLF
 			default:
 				return 0, false, errResponse("chunk size")
 			}
 		case chExt:
-			if c == '\n' {
-				s.endSize()
+			switch c {
+			case '\r':
+				s.state = chSizeLF
+			case '\n':
+				return 0, false, errResponse("chunk size line")
+			}
+		case chSizeLF:
+			if c != '\n' {
+				return 0, false, errResponse("chunk size line")
+			}
+			s.digits = 0
+			if s.remain == 0 {
+				s.state, s.blank = chTrailer, true
+			} else {
+				s.state = chData
 			}
 		case chData:
 			n := int64(len(p) - i)
@@ -653,43 +636,48 @@ func (s *chunkScanner) scan(p []byte) (int, bool, error) {
 				s.state = chDataCR
 			}
 		case chDataCR:
-			switch c {
-			case '\r':
-				s.state = chDataLF
-			case '\n':
-				s.state = chSize
-			default:
+			if c != '\r' {
 				return 0, false, errResponse("chunk end")
 			}
+			s.state = chDataLF
 		case chDataLF:
 			if c != '\n' {
 				return 0, false, errResponse("chunk end")
 			}
 			s.state = chSize
-		case chTrailer:
-			switch c {
-			case '\n':
-				if s.blank {
-					s.state = chDone
-					return i + 1, true, nil
+		case chTrailer: // name ":" value, as a header line
+			switch {
+			case c == '\r':
+				if !s.blank && !s.colon {
+					return 0, false, errResponse("trailer line")
 				}
-				s.blank = true
-			case '\r':
-			default:
+				s.state = chTrailerLF
+			case s.blank:
+				if !isToken(c) {
+					return 0, false, errResponse("trailer line")
+				}
 				s.blank = false
+			case !s.colon:
+				if c == ':' {
+					s.colon = true
+				} else if !isToken(c) {
+					return 0, false, errResponse("trailer line")
+				}
+			case c < ' ' && c != '\t' || c == 0x7f:
+				return 0, false, errResponse("trailer line")
 			}
+		case chTrailerLF:
+			if c != '\n' {
+				return 0, false, errResponse("trailer line")
+			}
+			if s.blank {
+				s.state = chDone
+				return i + 1, true, nil
+			}
+			s.state, s.blank, s.colon = chTrailer, true, false
 		}
 	}
 	return len(p), false, nil
-}
-
-func (s *chunkScanner) endSize() {
-	s.digits = 0
-	if s.remain == 0 {
-		s.state, s.blank = chTrailer, true
-		return
-	}
-	s.state = chData
 }
 
 func unhex(c byte) byte {

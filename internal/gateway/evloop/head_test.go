@@ -3,6 +3,7 @@ package evloop
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -235,6 +236,63 @@ func FuzzParseRequestAgrees(f *testing.F) {
 		}
 		if req2.Host != req.Host || req2.RequestURI != req.RequestURI {
 			t.Fatalf("upstream request %q: host %q uri %q", up, req2.Host, req2.RequestURI)
+		}
+	})
+}
+
+// FuzzParseResponseAgrees: whatever response the loops pass on, net/http
+// reads alike (status, framing), and for a chunked body it ends where the
+// chunk scanner says it does, so that a kept-alive connection to an
+// instance never carries the tail of one answer into the next.
+func FuzzParseResponseAgrees(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nNEXT",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\n\r\n1;e=1\r\nh\r\n0\r\nX: 1\r\n\r\n",
+		"HTTP/1.1 404 Not Found\nContent-Length: 0\n\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h respHead
+		more, err := parseResponse(b, false, &h)
+		if more || err != nil || h.status < 200 {
+			return
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("the loop passes %q on, net/http refuses it: %v", b, err)
+		}
+		if resp.StatusCode != h.status {
+			t.Fatalf("%q: status %d vs %d", b, resp.StatusCode, h.status)
+		}
+		switch h.framing {
+		case frameLength:
+			if resp.ContentLength != h.length || len(resp.TransferEncoding) > 0 {
+				t.Fatalf("%q: length %d %v vs %d", b, resp.ContentLength, resp.TransferEncoding, h.length)
+			}
+		case frameChunked:
+			if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+				t.Fatalf("%q: transfer encoding %v, want chunked", b, resp.TransferEncoding)
+			}
+			var s chunkScanner
+			n, done, serr := s.scan(b[h.headLen:])
+			_, rerr := io.ReadAll(resp.Body)
+			if serr != nil || !done {
+				return // the loop cuts the exchange short: nothing is reused
+			}
+			if rerr != nil {
+				t.Fatalf("%q: the scanner finds a whole body, net/http: %v", b, rerr)
+			}
+			if used := len(b) - br.Buffered(); used != h.headLen+n {
+				t.Fatalf("%q: the body ends at %d for net/http, at %d for the scanner", b, used, h.headLen+n)
+			}
+		case frameClose:
+			if resp.ContentLength != -1 || len(resp.TransferEncoding) > 0 {
+				t.Fatalf("%q: close-framed for the loop, not for net/http (%d %v)", b, resp.ContentLength, resp.TransferEncoding)
+			}
 		}
 	})
 }
