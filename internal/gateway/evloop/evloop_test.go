@@ -101,6 +101,7 @@ instance_concurrency = %d
 			return target, ""
 		},
 		Handoff:       h.h1.ServeConn,
+		Loops:         2, // more than one, sharing the listener
 		IdleTimeout:   o.idle,
 		HeaderTimeout: o.header,
 		Log: func(x *evloop.Exchange) {
